@@ -1,0 +1,180 @@
+"""The `auth-sidecar` command: serve, mint, validate and health. A thin adapter over the core."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from sidecar import __version__, config
+from sidecar.errors import ConfigError, MintError
+from sidecar.minter import Minter
+from sidecar.validator import Validator
+
+EXIT_INVALID = 1
+EXIT_CONFIG = 2
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from sidecar import server  # grpc is only needed here
+
+    cfg = _config(args)
+    logging.basicConfig(
+        level=cfg.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return server.run(cfg)
+    except server.BindError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _mint(args: argparse.Namespace) -> int:
+    """Signs with the local configuration: whoever holds the key needs no mint secret."""
+    minter = Minter(_config(args))
+    try:
+        minted = minter.mint(args.user_id, dict(args.claim), args.ttl)
+    except MintError as error:
+        print(f"mint: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(minted.token)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    token = sys.stdin.read().strip() if args.token == "-" else args.token  # noqa: S105
+    decision = Validator(_config(args)).decide(token)
+    print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
+    return 0 if decision.valid else EXIT_INVALID
+
+
+def _health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    target = args.target or os.environ.get("SIDECAR_LISTEN") or "127.0.0.1:50051"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            # types-grpcio-health-checking declares HealthStub without its methods.
+            response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as error:
+            print(f"{target}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return EXIT_INVALID
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(f"{target}: {status}")
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else EXIT_INVALID
+
+
+def _config(args: argparse.Namespace) -> config.Config:
+    flags = {s.env: getattr(args, _dest(s), None) for s in config.SETTINGS}
+    return config.load(os.environ, flags)
+
+
+def _dest(setting: config.Setting) -> str:
+    return setting.flag.removeprefix("--").replace("-", "_")
+
+
+def _claim(text: str) -> tuple[str, Any]:
+    """`k=v`; v is read as JSON when it parses (`n=3`, `admin=true`), else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, not {text!r}")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def _ttl(text: str) -> int:
+    """`90`, `90s`, `15m`, `1h` or `2d`."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s, 15m, 1h or 2d, not {text!r}"
+        )
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="auth-sidecar",
+        description="Validates and mints JWTs for sync servers, with ElectricSQL's auth rules.",
+        epilog="Every flag has a variable of the same name (see the README); a flag wins.",
+    )
+    parser.add_argument("--version", action="version", version=f"auth-sidecar {__version__}")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    settings = argparse.ArgumentParser(add_help=False)
+    group = settings.add_argument_group("configuration")
+    for setting in config.SETTINGS:
+        default = f" (default: {setting.default})" if setting.default else ""
+        group.add_argument(
+            setting.flag,
+            dest=_dest(setting),
+            metavar="VALUE",
+            help=f"{setting.env}: {setting.help}{default}",
+        )
+
+    serve = commands.add_parser("serve", parents=[settings], help="run the gRPC server")
+    serve.set_defaults(run=_serve)
+
+    mint = commands.add_parser(
+        "mint", parents=[settings], help="print a token from the local config"
+    )
+    mint.add_argument("user_id", metavar="USER_ID")
+    mint.add_argument(
+        "--claim",
+        type=_claim,
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="an extra claim; V is JSON if it parses, else a string (repeatable)",
+    )
+    mint.add_argument(
+        "--ttl",
+        type=_ttl,
+        help="lifetime such as 90s, 15m, 1h, 2d (secure default 15m; insecure default: no exp)",
+    )
+    mint.set_defaults(run=_mint)
+
+    validate = commands.add_parser(
+        "validate",
+        parents=[settings],
+        help="print the decision on a token as JSON; exit 1 if invalid",
+    )
+    validate.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
+    validate.set_defaults(run=_validate)
+
+    probe = commands.add_parser("health", help="gRPC health probe; exit 0 when SERVING")
+    probe.add_argument(
+        "--target", help="address to probe (default: SIDECAR_LISTEN or 127.0.0.1:50051)"
+    )
+    probe.add_argument("--service", default="", help="service name; empty for the whole server")
+    probe.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    probe.set_defaults(run=_health)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The config loader: every setting, with its variable, flag and default, in one table.
+
+`load` reads the environment and command-line flags (flags win), parses keys once, and either
+returns a `Config` or raises `ConfigError` with one line per problem, each naming its variable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jose.backends.base import Key
+
+from sidecar import keys
+from sidecar.errors import ConfigError
+
+SECURE = "secure"
+INSECURE = "insecure"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration variable. Its flag is the variable's name without its prefix."""
+
+    env: str
+    help: str
+    default: str | None = None
+
+    @property
+    def flag(self) -> str:
+        name = self.env.removeprefix("AUTH_").removeprefix("SIDECAR_")
+        return "--" + name.lower().replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("AUTH_MODE", "`secure` or `insecure` (development only: signatures unchecked)", SECURE),
+    Setting("AUTH_JWT_ALG", "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required)"),
+    Setting(
+        "AUTH_JWT_KEY",
+        "secure: HS secret (raw, or `base64:...`), or PEM public key for RS/ES (required)",
+    ),
+    Setting("AUTH_JWT_KEY_FILE", "secure: read AUTH_JWT_KEY from this file instead"),
+    Setting("AUTH_JWT_NAMESPACE", "both modes: read the user from claims[namespace]"),
+    Setting("AUTH_JWT_ISS", "secure: require `iss` and that it equals this"),
+    Setting("AUTH_JWT_AUD", "secure: require `aud` and that it is or contains this"),
+    Setting("AUTH_JWT_SIGNING_KEY", "secure, RS/ES: PEM private key that Mint signs with"),
+    Setting(
+        "AUTH_JWT_SIGNING_KEY_FILE", "secure: read AUTH_JWT_SIGNING_KEY from this file instead"
+    ),
+    Setting("SIDECAR_MINT_SECRET", "secure: bearer secret that Mint callers must send (32+ bytes)"),
+    Setting("SIDECAR_MINT_SECRET_FILE", "secure: read SIDECAR_MINT_SECRET from this file instead"),
+    Setting("SIDECAR_MINT_MAX_TTL_SECONDS", "longest ttl that Mint grants", "86400"),
+    Setting("SIDECAR_LISTEN", "`host:port`, `[v6]:port` or `unix:/path`", "127.0.0.1:50051"),
+    Setting("SIDECAR_CLOCK_SKEW_SECONDS", "allowed clock drift for exp, nbf, iat", "2"),
+    Setting("SIDECAR_MAX_TOKEN_BYTES", "longer tokens are refused unparsed as malformed", "8192"),
+    Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
+    Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
+    Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
+)
+_DEFAULTS = {s.env: s.default for s in SETTINGS}
+
+# Settings that only secure mode uses; Electric refuses them in insecure mode.
+SECURE_ONLY = (
+    "AUTH_JWT_ALG",
+    "AUTH_JWT_KEY",
+    "AUTH_JWT_KEY_FILE",
+    "AUTH_JWT_ISS",
+    "AUTH_JWT_AUD",
+    "AUTH_JWT_SIGNING_KEY",
+    "AUTH_JWT_SIGNING_KEY_FILE",
+    "SIDECAR_MINT_SECRET",
+    "SIDECAR_MINT_SECRET_FILE",
+)
+MINT_SECRET_MIN_BYTES = 32
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A checked configuration with its keys already parsed. Secrets stay out of `repr`."""
+
+    mode: str = INSECURE
+    alg: str | None = None
+    namespace: str | None = None
+    iss: str | None = None
+    aud: str | None = None
+    listen: str = "127.0.0.1:50051"
+    clock_skew: int = 2
+    max_token_bytes: int = 8192
+    mint_max_ttl: int = 86400
+    max_concurrent_rpcs: int = 1000
+    grace_seconds: float = 5.0
+    log_level: str = "info"
+    verify_key: Key | None = field(default=None, repr=False)
+    signing_key: Key | None = field(default=None, repr=False)
+    mint_secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def required_claims(self) -> tuple[str, ...]:
+        if self.mode == INSECURE:
+            return ()
+        extra = tuple(name for name, value in (("iss", self.iss), ("aud", self.aud)) if value)
+        return ("iat", "exp", *extra)
+
+    def describe(self) -> str:
+        """A log-safe summary: names and choices, never a key or secret."""
+        parts = [f"mode={self.mode}"]
+        if self.alg:
+            parts.append(f"alg={self.alg}")
+        parts += [f"listen={self.listen}", f"namespace={self.namespace or '-'}"]
+        if self.mode == SECURE:
+            parts += [
+                f"iss={self.iss or '-'}",
+                f"aud={self.aud or '-'}",
+                f"mint={'on' if self.mint_secret and self.signing_key else 'off'}",
+            ]
+        return " ".join(parts)
+
+
+def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
+    """Builds a `Config` from variables and flags (keyed by variable name); or ConfigError."""
+    return _Loader(env, flags or {}).load()
+
+
+class _Loader:
+    def __init__(self, env: Mapping[str, str], flags: Mapping[str, str | None]) -> None:
+        self._env = env
+        self._flags = flags
+        self.problems: list[str] = []
+
+    def load(self) -> Config:
+        mode = self._get("AUTH_MODE") or SECURE
+        if mode not in (SECURE, INSECURE):
+            self._problem("AUTH_MODE", f'must be "secure" or "insecure", not "{mode}"')
+        common = dict(
+            namespace=self._get("AUTH_JWT_NAMESPACE"),
+            listen=self._listen(),
+            clock_skew=self._int("SIDECAR_CLOCK_SKEW_SECONDS", 0, 3600),
+            max_token_bytes=self._int("SIDECAR_MAX_TOKEN_BYTES", 64, 1 << 20),
+            mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
+            max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
+            grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
+            log_level=self._log_level(),
+        )
+        if mode == INSECURE:
+            for name in SECURE_ONLY:
+                if self._get(name) is not None:
+                    self._problem(
+                        name,
+                        "is set, but AUTH_MODE=insecure does not use it. "
+                        "Did you forget to set AUTH_MODE=secure?",
+                    )
+            config = Config(mode=INSECURE, **common)  # type: ignore[arg-type]
+        else:
+            config = Config(mode=SECURE, **self._secure(), **common)  # type: ignore[arg-type]
+        if self.problems:
+            raise ConfigError(self.problems)
+        return config
+
+    def _secure(self) -> dict[str, object]:
+        alg = self._get("AUTH_JWT_ALG")
+        if alg not in keys.ALGORITHMS:
+            self._problem(
+                "AUTH_JWT_ALG",
+                "Missing or invalid 'alg' configuration option for secure auth mode "
+                f"(expected one of {', '.join(keys.ALGORITHMS)})",
+            )
+            alg = None
+        verify_key = signing_key = None
+        material = self._secret("AUTH_JWT_KEY")
+        if material is None:
+            self._problem("AUTH_JWT_KEY", "Missing 'key' configuration option for secure auth mode")
+        elif alg is not None:
+            try:
+                verify_key = keys.verify_key(alg, material)
+            except keys.KeyProblem as problem:
+                self._problem("AUTH_JWT_KEY", str(problem))
+        signing = self._secret("AUTH_JWT_SIGNING_KEY")
+        if alg in keys.HS_ALGS:
+            signing_key = verify_key
+            if signing is not None:
+                self._problem(
+                    "AUTH_JWT_SIGNING_KEY", f"is not used with {alg}: Mint signs with AUTH_JWT_KEY"
+                )
+        elif signing is not None and alg is not None and verify_key is not None:
+            try:
+                signing_key = keys.signing_key(alg, signing, verify_key)
+            except keys.KeyProblem as problem:
+                self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
+        mint_secret = self._secret("SIDECAR_MINT_SECRET")
+        if mint_secret is not None and len(mint_secret.encode()) < MINT_SECRET_MIN_BYTES:
+            self._problem(
+                "SIDECAR_MINT_SECRET", f"must be at least {MINT_SECRET_MIN_BYTES} bytes long"
+            )
+        return dict(
+            alg=alg,
+            iss=self._get("AUTH_JWT_ISS"),
+            aud=self._get("AUTH_JWT_AUD"),
+            verify_key=verify_key,
+            signing_key=signing_key,
+            mint_secret=mint_secret.encode() if mint_secret else None,
+        )
+
+    def _get(self, name: str) -> str | None:
+        """A flag beats the environment. Empty counts as unset, as Compose passes unset values."""
+        value = self._flags.get(name)
+        if value is None:
+            value = self._env.get(name)
+        return value or None
+
+    def _secret(self, name: str) -> str | None:
+        """A secret comes from its variable or from `<name>_FILE`, never both.
+
+        A file's trailing newline is dropped, since `echo` and editors add one.
+        """
+        value, path = self._get(name), self._get(name + "_FILE")
+        if value is not None and path is not None:
+            self._problem(name, f"is set together with {name}_FILE; set only one")
+            return None
+        if path is None:
+            return value
+        try:
+            return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or "not UTF-8 text"
+            self._problem(name + "_FILE", f"cannot read {path}: {reason}")
+            return None
+
+    def _int(self, name: str, low: int, high: int) -> int:
+        raw = self._get(name) or _DEFAULTS[name] or ""
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self._problem(name, f'must be a whole number from {low} to {high}, not "{raw}"')
+            return low
+        return value
+
+    def _log_level(self) -> str:
+        level = (self._get("SIDECAR_LOG_LEVEL") or "info").lower()
+        if level not in LOG_LEVELS:
+            self._problem(
+                "SIDECAR_LOG_LEVEL", f'must be one of {", ".join(LOG_LEVELS)}, not "{level}"'
+            )
+            return "info"
+        return level
+
+    def _listen(self) -> str:
+        listen = self._get("SIDECAR_LISTEN") or "127.0.0.1:50051"
+        if listen.startswith("unix:"):
+            if len(listen) == len("unix:"):
+                self._problem(
+                    "SIDECAR_LISTEN", "unix: needs a path, as in unix:/run/auth-sidecar.sock"
+                )
+            return listen
+        host, _, port = listen.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            self._problem(
+                "SIDECAR_LISTEN", f'must be host:port, [v6]:port or unix:/path, not "{listen}"'
+            )
+        return listen
+
+    def _problem(self, name: str, text: str) -> None:
+        self.problems.append(f"{name}: {text}")

@@ -1,0 +1,141 @@
+"""Turns configured key material into ready key objects, once, at start-up.
+
+Every check that a key fits its algorithm happens here, so that the request path never parses a
+PEM or meets a key of the wrong kind. Problems are raised as `KeyProblem` with a sentence that the
+config loader prefixes with the variable's name.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jose.backends.base import Key
+from jose.backends.cryptography_backend import (
+    CryptographyECKey,
+    CryptographyHMACKey,
+    CryptographyRSAKey,
+)
+from jose.exceptions import JWKError
+
+HS_ALGS = ("HS256", "HS384", "HS512")
+RS_ALGS = ("RS256", "RS384", "RS512")
+ES_ALGS = ("ES256", "ES384", "ES512")
+ALGORITHMS = HS_ALGS + RS_ALGS + ES_ALGS
+
+# RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+HS_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+# RFC 7518 §3.4: each ES algorithm names one curve.
+ES_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
+_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# RFC 7518 §3.3: RSA keys of 2048 bits or more.
+RSA_MIN_BITS = 2048
+
+BASE64_PREFIX = "base64:"
+
+_PEM_HINT = {
+    "public": "-----BEGIN PUBLIC KEY-----\\n...\\n-----END PUBLIC KEY-----",
+    "private": "-----BEGIN PRIVATE KEY-----\\n...\\n-----END PRIVATE KEY-----",
+}
+
+
+class KeyProblem(ValueError):
+    """Key material does not fit the configured algorithm."""
+
+
+def hs_secret(value: str) -> bytes:
+    """Reads an HMAC secret: raw bytes, or `base64:<standard base64>` for binary material.
+
+    Unlike Electric's newest code, a value without the prefix is never base64-decoded, so a hex
+    key such as `openssl rand -hex 32` means its own 64 characters.
+    """
+    if not value.startswith(BASE64_PREFIX):
+        return value.encode("utf-8")
+    try:
+        return base64.b64decode(value[len(BASE64_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise KeyProblem("the value after 'base64:' is not valid standard base64") from None
+
+
+def verify_key(alg: str, material: str) -> Key:
+    """Builds the key that checks signatures for `alg` from AUTH_JWT_KEY's value."""
+    if alg in HS_ALGS:
+        return _hmac_key(alg, material)
+    public = _load_public(alg, material)
+    _check_fits(alg, public)
+    return _asymmetric(alg, public)
+
+
+def signing_key(alg: str, material: str, verifier: Key) -> Key:
+    """Builds Mint's private key for an RS or ES `alg` and checks it pairs with `verifier`."""
+    try:
+        private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
+    except (ValueError, TypeError):
+        raise KeyProblem(_not_valid(alg, "private")) from None
+    if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise KeyProblem(_not_valid(alg, "private"))
+    _check_fits(alg, private.public_key())
+    signer = _asymmetric(alg, private)
+    if signer.public_key().to_pem() != verifier.public_key().to_pem():
+        raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
+    return signer
+
+
+def _hmac_key(alg: str, material: str) -> Key:
+    secret = hs_secret(material)
+    need = HS_MIN_BYTES[alg]
+    if len(secret) < need:
+        raise KeyProblem(f"The 'key' needs to be at least {need} bytes long for {alg}")
+    try:
+        return CryptographyHMACKey(secret, alg)
+    except JWKError:
+        raise KeyProblem(f"is a PEM or SSH key, but {alg} needs a shared secret") from None
+
+
+def _asymmetric(alg: str, key: object) -> Key:
+    """Wraps a checked cryptography key; python-jose's cryptography backend does the signing."""
+    if alg in RS_ALGS:
+        return CryptographyRSAKey(key, alg)
+    return CryptographyECKey(key, alg)
+
+
+def _load_public(alg: str, material: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    data = material.encode("utf-8")
+    if b"PRIVATE KEY-----" in data:
+        raise KeyProblem(
+            "holds a private key; give its public key here, and the private key in "
+            "AUTH_JWT_SIGNING_KEY if Mint should sign"
+        )
+    try:
+        public = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError):
+        raise KeyProblem(_not_valid(alg, "public")) from None
+    if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise KeyProblem(_not_valid(alg, "public"))
+    return public
+
+
+def _check_fits(alg: str, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> None:
+    if alg in RS_ALGS:
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise KeyProblem(f"is not an RSA key, but AUTH_JWT_ALG={alg} needs one")
+        if public.key_size < RSA_MIN_BITS:
+            raise KeyProblem(
+                f"is a {public.key_size}-bit RSA key; {alg} needs at least {RSA_MIN_BITS} bits"
+            )
+        return
+    if not isinstance(public, ec.EllipticCurvePublicKey):
+        raise KeyProblem(f"is not an EC key, but AUTH_JWT_ALG={alg} needs one")
+    if public.curve.name != ES_CURVES[alg]:
+        have = _CURVE_NAMES.get(public.curve.name, public.curve.name)
+        raise KeyProblem(f"is a {have} key, but {alg} needs {_CURVE_NAMES[ES_CURVES[alg]]}")
+
+
+def _not_valid(alg: str, kind: str) -> str:
+    family = "RSA" if alg in RS_ALGS else f"EC {_CURVE_NAMES[ES_CURVES[alg]]}"
+    return (
+        f"is not a valid key for AUTH_JWT_ALG={alg} or it has invalid format; "
+        f"expected an {family} {kind} key in PEM: {_PEM_HINT[kind]}"
+    )

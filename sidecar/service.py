@@ -1,0 +1,92 @@
+"""The AuthService adapter: protobuf in, core call, protobuf out. No decisions are made here."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import grpc
+
+from authsidecar.structs import from_struct
+from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from sidecar.errors import (
+    MintDisabled,
+    MintError,
+    MintInvalidArgument,
+    MintPermissionDenied,
+    MintUnauthenticated,
+)
+from sidecar.minter import Minter
+from sidecar.validator import Decision, Validator
+
+log = logging.getLogger(__name__)
+
+_MINT_CODES: dict[type[MintError], grpc.StatusCode] = {
+    MintDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    MintUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    MintPermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    MintInvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+}
+# google.protobuf.Timestamp spans 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
+class AuthService(auth_pb2_grpc.AuthServiceServicer):
+    """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
+
+    def __init__(self, validator: Validator, minter: Minter) -> None:
+        self._validator = validator
+        self._minter = minter
+        # Decided once, so that the hot path makes no logging calls unless debug is on.
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    async def Validate(  # noqa: N802 - gRPC method name
+        self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.ValidateResponse:
+        decision = self._validator.decide(request.token)
+        if self._debug:
+            log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
+        return to_response(decision)
+
+    async def Mint(  # noqa: N802 - gRPC method name
+        self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.MintResponse:
+        try:
+            self._minter.authorize(_metadata(context, "authorization"))
+            claims = from_struct(request.claims) if request.HasField("claims") else None
+            ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+            minted = self._minter.mint(request.user_id, claims, ttl)
+        except MintError as error:
+            log.info("mint refused: %s", error)
+            await context.abort(_MINT_CODES[type(error)], str(error))
+        log.info("minted a token for user_id=%s", request.user_id)
+        response = auth_pb2.MintResponse(token=minted.token)
+        if minted.expires_at is not None:
+            response.expires_at.seconds = minted.expires_at
+        return response
+
+
+def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
+    """Maps a core `Decision` to the wire message; values are equal, reason by reason."""
+    if not decision.valid:
+        return auth_pb2.ValidateResponse(
+            reason=decision.reason.value,  # type: ignore[arg-type]
+            message=decision.message,
+        )
+    response = auth_pb2.ValidateResponse(valid=True, user_id=decision.user_id)
+    response.claims.update(decision.claims)
+    if decision.expires_at is not None:
+        exp = min(max(decision.expires_at, _MIN_SECONDS), _MAX_SECONDS)
+        whole = math.floor(exp)
+        response.expires_at.seconds = whole
+        response.expires_at.nanos = int((exp - whole) * 1e9)
+    return response
+
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else None
+    return None
