@@ -84,7 +84,9 @@ def insecure_config(**extra: str) -> config.Config:
 
 def sign(alg: str, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str:
     """A token signed by PyJWT with the test key for `alg`."""
-    return jwt.encode(dict(claims), signing_material(alg), algorithm=alg, headers=dict(headers or {}))
+    return jwt.encode(
+        dict(claims), signing_material(alg), algorithm=alg, headers=dict(headers or {})
+    )
 
 
 def b64url(data: bytes) -> str:
@@ -127,9 +129,7 @@ def start_sidecar(env: Mapping[str, str], listen: str = "127.0.0.1:0") -> Sideca
     The start-up line carries the bound address, so port 0 works without races or sleeps.
     """
     full_env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AUTH_", "SIDECAR_"))
+        key: value for key, value in os.environ.items() if not key.startswith(("AUTH_", "SIDECAR_"))
     }
     full_env.update(env)
     full_env.setdefault("SIDECAR_LISTEN", listen)
