@@ -128,6 +128,8 @@ class _Loader:
         self._env = env
         self._flags = flags
         self.problems: list[str] = []
+        # Secrets that were given but could not be used; `_secret` has already said why.
+        self._unusable: set[str] = set()
 
     def load(self) -> Config:
         mode = self._get("AUTH_MODE") or SECURE
@@ -143,20 +145,22 @@ class _Loader:
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
             log_level=self._log_level(),
         )
+        secure = self._secure() if mode == SECURE else {}
         if mode == INSECURE:
-            for name in SECURE_ONLY:
-                if self._get(name) is not None:
-                    self._problem(
-                        name,
-                        "is set, but AUTH_MODE=insecure does not use it. "
-                        "Did you forget to set AUTH_MODE=secure?",
-                    )
-            config = Config(mode=INSECURE, **common)  # type: ignore[arg-type]
-        else:
-            config = Config(mode=SECURE, **self._secure(), **common)  # type: ignore[arg-type]
+            self._refuse_secure_only()
         if self.problems:
             raise ConfigError(self.problems)
-        return config
+        return Config(mode=mode, **secure, **common)  # type: ignore[arg-type]
+
+    def _refuse_secure_only(self) -> None:
+        """Electric's safety net: a key set in insecure mode is almost always a mistake."""
+        for name in SECURE_ONLY:
+            if self._get(name) is not None:
+                self._problem(
+                    name,
+                    "is set, but AUTH_MODE=insecure does not use it. "
+                    "Did you forget to set AUTH_MODE=secure?",
+                )
 
     def _secure(self) -> dict[str, object]:
         alg = self._get("AUTH_JWT_ALG")
@@ -170,7 +174,10 @@ class _Loader:
         verify_key = signing_key = None
         material = self._secret("AUTH_JWT_KEY")
         if material is None:
-            self._problem("AUTH_JWT_KEY", "Missing 'key' configuration option for secure auth mode")
+            if "AUTH_JWT_KEY" not in self._unusable:
+                self._problem(
+                    "AUTH_JWT_KEY", "Missing 'key' configuration option for secure auth mode"
+                )
         elif alg is not None:
             try:
                 verify_key = keys.verify_key(alg, material)
@@ -217,22 +224,27 @@ class _Loader:
         value, path = self._get(name), self._get(name + "_FILE")
         if value is not None and path is not None:
             self._problem(name, f"is set together with {name}_FILE; set only one")
+            self._unusable.add(name)
             return None
         if path is None:
+            if value is not None and not _is_utf8(value):
+                # os.environ keeps undecodable bytes as surrogates, which cannot be encoded.
+                self._problem(name, "is not UTF-8 text")
+                self._unusable.add(name)
+                return None
             return value
         try:
             return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or "not UTF-8 text"
             self._problem(name + "_FILE", f"cannot read {path}: {reason}")
+            self._unusable.add(name)
             return None
 
     def _int(self, name: str, low: int, high: int) -> int:
         raw = self._get(name) or _DEFAULTS[name] or ""
-        try:
-            value = int(raw)
-        except ValueError:
-            value = low - 1
+        # Plain ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits.
+        value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
         if not low <= value <= high:
             self._problem(name, f'must be a whole number from {low} to {high}, not "{raw}"')
             return low
@@ -256,7 +268,7 @@ class _Loader:
                 )
             return listen
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit() or int(port) > 65535:
+        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             self._problem(
                 "SIDECAR_LISTEN", f'must be host:port, [v6]:port or unix:/path, not "{listen}"'
             )
@@ -264,3 +276,11 @@ class _Loader:
 
     def _problem(self, name: str, text: str) -> None:
         self.problems.append(f"{name}: {text}")
+
+
+def _is_utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

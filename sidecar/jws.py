@@ -23,6 +23,10 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
 # Deeper claims cannot be carried by google.protobuf.Struct within protobuf's recursion limit.
 MAX_DEPTH = 32
 _MAX_DOUBLE_INT = int(sys.float_info.max)
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# Characters whose unused low bits are zero at the end of a segment: 4 unused bits, or 2.
+_ENDS_AFTER_ONE_BYTE = frozenset(_ALPHABET[::16])
+_ENDS_AFTER_TWO_BYTES = frozenset(_ALPHABET[::4])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,17 @@ def encode(header: dict[str, Any], claims: dict[str, Any], key: Key | None) -> s
 
 
 def b64url_decode(segment: str) -> bytes:
-    if not _SEGMENT.fullmatch(segment) or len(segment) % 4 == 1:
+    """Strict base64url: no padding, and no stray bits in the last character.
+
+    Stray bits would let one signature have several spellings (RFC 4648 §3.5).
+    """
+    rest = len(segment) % 4
+    if (
+        not _SEGMENT.fullmatch(segment)
+        or rest == 1
+        or (rest == 2 and segment[-1] not in _ENDS_AFTER_ONE_BYTE)
+        or (rest == 3 and segment[-1] not in _ENDS_AFTER_TWO_BYTES)
+    ):
         _malformed()
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
@@ -81,6 +95,9 @@ def _json_object(segment: str) -> dict[str, Any]:
     except (ValueError, RecursionError):
         _malformed()
     if not isinstance(value, dict):
+        _malformed()
+    # A `\ud800` escape decodes to a lone surrogate, which no protobuf string can carry.
+    if "\\u" in text and not _encodable(value):
         _malformed()
     # Counting brackets is cheap; only a payload with many of them is walked.
     if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(value):
@@ -110,6 +127,14 @@ def _finite_int(text: str) -> int:
     if abs(value) > _MAX_DOUBLE_INT:
         raise ValueError(text)
     return value
+
+
+def _encodable(value: dict[str, Any]) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_deep(root: dict[str, Any]) -> bool:

@@ -8,7 +8,6 @@ config loader prefixes with the variable's name.
 from __future__ import annotations
 
 import base64
-import binascii
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -55,7 +54,7 @@ def hs_secret(value: str) -> bytes:
         return value.encode("utf-8")
     try:
         return base64.b64decode(value[len(BASE64_PREFIX) :], validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a ValueError for non-ASCII text
         raise KeyProblem("the value after 'base64:' is not valid standard base64") from None
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sidecar import jws
 from sidecar.config import INSECURE, Config
 from sidecar.errors import (
+    MalformedToken,
     MintDisabled,
     MintInvalidArgument,
     MintPermissionDenied,
@@ -45,6 +46,7 @@ class Minter:
         self._iss = config.iss
         self._aud = config.aud
         self._max_ttl = config.mint_max_ttl
+        self._max_length = config.max_token_bytes
         self._clock = clock
 
     def authorize(self, authorization: str | None) -> None:
@@ -97,6 +99,15 @@ class Minter:
             token = jws.encode(header, payload, None if self._insecure else self._key)
         except ValueError as error:  # NaN or Infinity in the claims
             raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
+        try:
+            # Every minted token must pass Validate on this sidecar; parsing is what could fail.
+            jws.parse(token, self._max_length)
+        except MalformedToken:
+            raise MintInvalidArgument(
+                "the claims make a token that Validate would refuse: longer than "
+                f"SIDECAR_MAX_TOKEN_BYTES ({self._max_length}), nested deeper than "
+                f"{jws.MAX_DEPTH} levels, or with a number beyond a double"
+            ) from None
         return Minted(token=token, expires_at=stamped.get("exp"))
 
     def _ttl_seconds(self, ttl: float | None) -> int | None:

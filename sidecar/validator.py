@@ -15,8 +15,8 @@ from jose.backends.base import Key
 
 from sidecar import claims as rules
 from sidecar import jws
-from sidecar.config import Config
-from sidecar.errors import AlgorithmMismatch, BadSignature, Reason, TokenError
+from sidecar.config import INSECURE, Config
+from sidecar.errors import AlgorithmMismatch, BadSignature, MalformedToken, Reason, TokenError
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,9 @@ class Validator:
     """Decides on tokens with one configuration, fixed at construction."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        if config.mode != INSECURE and config.verify_key is None:
+            # Signatures are checked when there is a key: without one, fail closed, not open.
+            raise ValueError(f"a {config.mode} config needs a verify key; build it with load()")
         self._alg = config.alg
         self._key = config.verify_key
         self._required = config.required_claims
@@ -74,6 +77,9 @@ class Validator:
             # The algorithm comes from configuration; the header may only agree with it.
             if parsed.header.get("alg") != self._alg:
                 raise AlgorithmMismatch()
+            # RFC 7515 §4.1.11: extensions listed in `crit` must be understood; we know none.
+            if "crit" in parsed.header:
+                raise MalformedToken()
             if not _verifies(self._key, parsed):
                 raise BadSignature()
         claims = parsed.claims
