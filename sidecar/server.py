@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import __version__
+from sidecar import __version__, service
 from sidecar.config import INSECURE, Config
 from sidecar.errors import SidecarError
 from sidecar.minter import Minter
@@ -20,9 +20,12 @@ from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
-AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 # Room for Mint's claims; tokens themselves are capped far lower by SIDECAR_MAX_TOKEN_BYTES.
 MAX_MESSAGE_BYTES = 1 << 20
+# When shutdown starts, grpc core cancels the calls that have arrived but that the aio server has
+# not picked up yet (it picks them up one at a time). So the drain first keeps serving, with health
+# NOT_SERVING, until no AuthService call has started for this long; then it stops the server.
+QUIET_SECONDS = 0.1
 
 
 class BindError(SidecarError):
@@ -35,7 +38,13 @@ def run(config: Config) -> int:
 
 
 async def serve(config: Config) -> int:
-    server, address, health_servicer = await start(config)
+    # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    auth = AuthService(Validator(config), Minter(config))
+    server, address, health_servicer = await start(config, auth)
     log.info(
         "auth-sidecar %s serving %s",
         __version__,
@@ -43,19 +52,28 @@ async def serve(config: Config) -> int:
     )
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stopping.set)
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)
+    deadline = loop.time() + config.grace_seconds
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(config.grace_seconds)
+    await _quiesce(auth, deadline)
+    await server.stop(max(deadline - loop.time(), 0))
     log.info("stopped")
     return 0
 
 
-async def start(config: Config) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
+async def _quiesce(auth: AuthService, deadline: float) -> None:
+    """Serves on until no AuthService call has started for QUIET_SECONDS, or until `deadline`."""
+    loop = asyncio.get_running_loop()
+    seen = -1
+    while auth.calls != seen and loop.time() + QUIET_SECONDS < deadline:
+        seen = auth.calls
+        await asyncio.sleep(QUIET_SECONDS)
+
+
+async def start(
+    config: Config, auth: AuthService
+) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer."""
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
@@ -65,22 +83,22 @@ async def start(config: Config) -> tuple[grpc.aio.Server, str, health.aio.Health
             ("grpc.so_reuseport", 0),
         ],
     )
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(
-        AuthService(Validator(config), Minter(config)), server
-    )
+    service.add_to_server(auth, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (AUTH_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (service.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = _bind(server, config.listen)
     await server.start()
-    for service in ("", AUTH_SERVICE):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", service.NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, address, health_servicer
 
 
 def _bind(server: grpc.aio.Server, listen: str) -> str:
+    if listen.startswith("unix:") and _unix_socket_answers(listen):
+        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: another process serves there")
     try:
         port = server.add_insecure_port(listen)
     except RuntimeError as error:
@@ -88,3 +106,20 @@ def _bind(server: grpc.aio.Server, listen: str) -> str:
     if listen.startswith("unix:"):
         return listen
     return f"{listen.rpartition(':')[0]}:{port}"
+
+
+def _unix_socket_answers(listen: str) -> bool:
+    """gRPC replaces an existing socket file when it binds: refuse to take over a live one.
+
+    A stale file, left by a process that died, refuses the connection and is replaced as before.
+    """
+    path = listen.removeprefix("unix:")
+    if path.startswith("//"):  # unix:///absolute/path
+        path = path[2:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True

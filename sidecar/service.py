@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError, Message
 
 from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
@@ -22,6 +24,7 @@ from sidecar.validator import Decision, Validator
 
 log = logging.getLogger(__name__)
 
+NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 _MINT_CODES: dict[type[MintError], grpc.StatusCode] = {
     MintDisabled: grpc.StatusCode.FAILED_PRECONDITION,
     MintUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
@@ -39,12 +42,15 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, validator: Validator, minter: Minter) -> None:
         self._validator = validator
         self._minter = minter
+        # Calls started so far; the server's drain watches it to know when traffic has stopped.
+        self.calls = 0
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
+        self.calls += 1
         decision = self._validator.decide(request.token)
         if self._debug:
             log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
@@ -53,19 +59,59 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Mint(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.MintResponse:
+        self.calls += 1
         try:
             self._minter.authorize(_metadata(context, "authorization"))
-            claims = from_struct(request.claims) if request.HasField("claims") else None
-            ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+            claims = _claims(request)
+            # Not ToTimedelta(): it overflows on durations far beyond any ceiling.
+            ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
             minted = self._minter.mint(request.user_id, claims, ttl)
         except MintError as error:
             log.info("mint refused: %s", error)
             await context.abort(_MINT_CODES[type(error)], str(error))
-        log.info("minted a token for user_id=%s", request.user_id)
+        # %r: a user id is the caller's text, and must not be able to start a log line of its own.
+        log.info("minted a token for user_id=%r", request.user_id)
         response = auth_pb2.MintResponse(token=minted.token)
         if minted.expires_at is not None:
             response.expires_at.seconds = minted.expires_at
         return response
+
+
+def add_to_server(service: AuthService, server: grpc.aio.Server) -> None:
+    """Registers `service` as the generated `add_AuthServiceServicer_to_server` does, except that
+    a request that does not decode is INVALID_ARGUMENT, not UNKNOWN with a logged traceback."""
+    handlers = {
+        "Validate": _unary(service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
+        "Mint": _unary(service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(NAME, handlers),))
+    server.add_registered_method_handlers(NAME, handlers)
+
+
+def _unary(
+    method: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]],
+    request_type: type[Message],
+    response_type: type[Message],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    def decode(data: bytes) -> Message | None:
+        try:
+            return request_type.FromString(data)
+        except DecodeError:  # a corrupt message, or a string that is not UTF-8
+            return None
+
+    async def handle(
+        request: Message | None, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Message:
+        if request is None:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the request is not a valid {request_type.DESCRIPTOR.full_name}",
+            )
+        return await method(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=decode, response_serializer=response_type.SerializeToString
+    )
 
 
 def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
@@ -83,6 +129,15 @@ def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
         response.expires_at.seconds = whole
         response.expires_at.nanos = int((exp - whole) * 1e9)
     return response
+
+
+def _claims(request: auth_pb2.MintRequest) -> dict[str, Any] | None:
+    if not request.HasField("claims"):
+        return None
+    try:
+        return from_struct(request.claims)
+    except ValueError as error:  # NaN or Infinity: JSON has no such numbers
+        raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
-from support import Sidecar, start_sidecar
-
-StartSidecar = Callable[..., Sidecar]
+from support import Sidecar, StartSidecar, short_tmp_dir, start_sidecar
 
 
 @pytest.fixture
 def sidecar_factory() -> Iterator[StartSidecar]:
-    """Starts real sidecar processes (`start(env, listen=...)`) and stops them after the test."""
+    """Starts real sidecar processes (`start(env, listen=..., args=...)`); stops them after."""
     started: list[Sidecar] = []
 
-    def start(env: Mapping[str, str], listen: str = "127.0.0.1:0") -> Sidecar:
-        sidecar = start_sidecar(env, listen)
+    def start(
+        env: Mapping[str, str], listen: str = "127.0.0.1:0", args: Sequence[str] = ()
+    ) -> Sidecar:
+        sidecar = start_sidecar(env, listen, args)
         started.append(sidecar)
         return sidecar
 
@@ -25,3 +25,10 @@ def sidecar_factory() -> Iterator[StartSidecar]:
         if sidecar.process.poll() is None:
             sidecar.process.kill()
         sidecar.terminate()
+
+
+@pytest.fixture
+def unix_listen() -> Iterator[str]:
+    """A `unix:/tmp/...` listen address in a fresh short directory, removed afterwards."""
+    with short_tmp_dir() as directory:
+        yield f"unix:{directory}/sidecar.sock"

@@ -1073,13 +1073,13 @@ def test_a_secure_config_without_a_key_is_refused_not_run_open() -> None:
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-@pytest.mark.parametrize("alg", ALGORITHMS)
+# HS384, ES384 and ES512 signatures fill whole base64 groups: their last character has no
+# unused bits, so they have one spelling already.
+@pytest.mark.parametrize("alg", [a for a in ALGORITHMS if a not in ("HS384", "ES384", "ES512")])
 def test_a_signature_spelled_with_stray_low_bits_is_malformed(alg: str) -> None:
     token = jwt_sign(alg, good())
     signature = token.rsplit(".", 1)[1]
-    unused_bits = {0: 0, 2: 4, 3: 2}[len(signature) % 4]
-    if unused_bits == 0:
-        pytest.skip("this signature length has no unused bits")
+    assert len(signature) % 4 in (2, 3)
     # Same decoded bytes (a lenient decoder drops the low bits), different spelling.
     twin = _ALPHABET[_ALPHABET.index(signature[-1]) | 1]
     assert validator(alg).decide(token).valid

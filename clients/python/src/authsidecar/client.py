@@ -39,6 +39,16 @@ class Reason(enum.IntEnum):
     INVALID_CLAIM = 7
     INVALID_USER_ID = 8
 
+    @classmethod
+    def _missing_(cls, value: object) -> Reason | None:
+        """A reason added to the proto after this client was built is kept, not an error."""
+        if not isinstance(value, int):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_{value}"
+        member._value_ = value
+        return member
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -80,7 +90,8 @@ class AuthClient:
 
     def validate(self, token: str, *, timeout: float | None = None) -> Decision:
         response = self._stub.Validate(
-            auth_pb2.ValidateRequest(token=token), timeout=timeout or self._timeout
+            auth_pb2.ValidateRequest(token=token),
+            timeout=self._timeout if timeout is None else timeout,
         )
         return _decision(response)
 
@@ -96,7 +107,7 @@ class AuthClient:
         response = self._stub.Mint(
             _mint_request(user_id, claims, ttl),
             metadata=_mint_metadata(mint_secret),
-            timeout=timeout or self._timeout,
+            timeout=self._timeout if timeout is None else timeout,
         )
         return _minted(response)
 
@@ -135,7 +146,8 @@ class AsyncAuthClient:
 
     async def validate(self, token: str, *, timeout: float | None = None) -> Decision:
         response = await self._stub.Validate(
-            auth_pb2.ValidateRequest(token=token), timeout=timeout or self._timeout
+            auth_pb2.ValidateRequest(token=token),
+            timeout=self._timeout if timeout is None else timeout,
         )
         return _decision(response)
 
@@ -151,7 +163,7 @@ class AsyncAuthClient:
         response = await self._stub.Mint(
             _mint_request(user_id, claims, ttl),
             metadata=_mint_metadata(mint_secret),
-            timeout=timeout or self._timeout,
+            timeout=self._timeout if timeout is None else timeout,
         )
         return _minted(response)
 
