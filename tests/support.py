@@ -42,8 +42,8 @@ class KeyPair:
 
 
 @cache
-def key_pair(alg: str) -> KeyPair:
-    """A key pair for an RS or ES algorithm, made once per test run."""
+def key_pair(alg: str, which: int = 0) -> KeyPair:
+    """A key pair for an RS or ES algorithm, made once per test run; `which` picks another."""
     private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
     if alg.startswith("RS"):
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -43,7 +43,6 @@ from support import (
     key_pair,
     running,
     secure_env,
-    short_tmp_dir,
     sign,
     unsigned,
     verify_material,
@@ -68,21 +67,6 @@ class Secure(NamedTuple):
 
 
 # -- shared sidecars ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def insecure_tcp() -> Iterator[Sidecar]:
-    with running({"AUTH_MODE": "insecure"}) as sidecar:
-        yield sidecar
-
-
-@pytest.fixture(scope="module")
-def insecure_unix() -> Iterator[Sidecar]:
-    with (
-        short_tmp_dir() as directory,
-        running({"AUTH_MODE": "insecure"}, f"unix:{directory}/auth.sock") as sidecar,
-    ):
-        yield sidecar
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])

@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import get_default_algorithms
 from support import (
     ALGORITHMS,
@@ -110,20 +110,9 @@ def forge(alg: str, header: Any, payload: Any, material: str | None = None) -> s
     return f"{signing_input}.{b64url(algorithm.sign(signing_input.encode(), key))}"
 
 
-@cache
 def other_private_pem(alg: str) -> str:
     """A second private key of the right kind for `alg`, that the sidecar does not know."""
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if alg.startswith("RS"):
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    else:
-        curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}[alg]
-        private = ec.generate_private_key(curve())
-    return private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+    return key_pair(alg, which=1).private_pem
 
 
 def other_material(alg: str) -> str:

@@ -30,7 +30,6 @@ from support import (
     closed_port,
     running,
     secure_env,
-    short_tmp_dir,
     sign,
     unsigned,
 )
@@ -50,21 +49,6 @@ from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2
 
 # -- sidecars ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def insecure_tcp() -> Iterator[Sidecar]:
-    with running({"AUTH_MODE": "insecure"}) as sidecar:
-        yield sidecar
-
-
-@pytest.fixture(scope="module")
-def insecure_unix() -> Iterator[Sidecar]:
-    with (
-        short_tmp_dir() as directory,
-        running({"AUTH_MODE": "insecure"}, f"unix:{directory}/auth.sock") as sidecar,
-    ):
-        yield sidecar
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])

@@ -1,11 +1,12 @@
-"""Shared fixtures. Helpers that tests import directly live in support.py."""
+"""Fixtures for every test directory (loaded by the root conftest.py). Helpers that tests import
+directly live in support.py."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
-from support import Sidecar, StartSidecar, short_tmp_dir, start_sidecar
+from support import Sidecar, StartSidecar, running, short_tmp_dir, start_sidecar
 
 
 @pytest.fixture
@@ -32,3 +33,20 @@ def unix_listen() -> Iterator[str]:
     """A `unix:/tmp/...` listen address in a fresh short directory, removed afterwards."""
     with short_tmp_dir() as directory:
         yield f"unix:{directory}/sidecar.sock"
+
+
+@pytest.fixture(scope="module")
+def insecure_tcp() -> Iterator[Sidecar]:
+    """An insecure sidecar on an ephemeral TCP port, shared by a module's tests."""
+    with running({"AUTH_MODE": "insecure"}) as sidecar:
+        yield sidecar
+
+
+@pytest.fixture(scope="module")
+def insecure_unix() -> Iterator[Sidecar]:
+    """An insecure sidecar on a Unix socket, shared by a module's tests."""
+    with (
+        short_tmp_dir() as directory,
+        running({"AUTH_MODE": "insecure"}, f"unix:{directory}/auth.sock") as sidecar,
+    ):
+        yield sidecar
