@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from dataclasses import replace
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -45,11 +46,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(signum, stopping.set)
     auth = AuthService(Validator(config), Minter(config))
     server, address, health_servicer = await start(config, auth)
-    log.info(
-        "auth-sidecar %s serving %s",
-        __version__,
-        config.describe().replace(f"listen={config.listen}", f"listen={address}"),
-    )
+    log.info("auth-sidecar %s serving %s", __version__, replace(config, listen=address).describe())
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
