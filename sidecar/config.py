@@ -6,6 +6,7 @@ returns a `Config` or raises `ConfigError` with one line per problem, each namin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
     Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
     Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
+    Setting("SIDECAR_ENVOY_TOKEN_HEADER", "Envoy: also read the token from this header"),
+    Setting("SIDECAR_ENVOY_TOKEN_PARAM", "Envoy: also read the token from this query parameter"),
+    Setting("SIDECAR_ENVOY_USER_HEADER", "Envoy: header set to the user id upstream", "x-user-id"),
+    Setting("SIDECAR_ENVOY_CLAIMS_HEADER", "Envoy: header set to the claims, base64url JSON"),
+    Setting("SIDECAR_ENVOY_STRIP_TOKEN", "Envoy: remove the token's header upstream", "false"),
+    Setting("SIDECAR_ENVOY_REALM", "Envoy: realm in WWW-Authenticate", "auth-sidecar"),
+    Setting("SIDECAR_ENVOY_ALLOW_PREFLIGHT", "Envoy: CORS preflights pass without a token", "true"),
 )
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
 
@@ -73,7 +81,26 @@ SECURE_ONLY = (
     "SIDECAR_MINT_SECRET_FILE",
 )
 MINT_SECRET_MIN_BYTES = 32
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class EnvoyConfig:
+    """How Envoy's ext_authz Check finds the token and tells the upstream who the user is.
+
+    Header names are lower case, as Envoy passes them.
+    """
+
+    token_header: str | None = None
+    token_param: str | None = None
+    user_header: str = "x-user-id"
+    claims_header: str | None = None
+    strip_token: bool = False
+    realm: str = "auth-sidecar"
+    allow_preflight: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class Config:
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
     log_level: str = "info"
+    envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
     signing_key: Key | None = field(default=None, repr=False)
     mint_secret: bytes | None = field(default=None, repr=False)
@@ -144,6 +172,7 @@ class _Loader:
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
             log_level=self._log_level(),
+            envoy=self._envoy(),
         )
         secure = self._secure() if mode == SECURE else {}
         if mode == INSECURE:
@@ -249,6 +278,44 @@ class _Loader:
             self._problem(name, f'must be a whole number from {low} to {high}, not "{raw}"')
             return low
         return value
+
+    def _envoy(self) -> EnvoyConfig:
+        return EnvoyConfig(
+            token_header=self._header("SIDECAR_ENVOY_TOKEN_HEADER"),
+            token_param=self._get("SIDECAR_ENVOY_TOKEN_PARAM"),
+            user_header=self._header("SIDECAR_ENVOY_USER_HEADER") or "x-user-id",
+            claims_header=self._header("SIDECAR_ENVOY_CLAIMS_HEADER"),
+            strip_token=self._bool("SIDECAR_ENVOY_STRIP_TOKEN"),
+            realm=self._realm(),
+            allow_preflight=self._bool("SIDECAR_ENVOY_ALLOW_PREFLIGHT"),
+        )
+
+    def _header(self, name: str) -> str | None:
+        """An HTTP header name (RFC 9110 token), lower-cased; never one Envoy or the token owns."""
+        value = self._get(name)
+        if value is None:
+            return None
+        lowered = value.lower()
+        if not _HEADER_NAME.fullmatch(lowered):
+            self._problem(name, f'must be an HTTP header name, not "{value}"')
+        elif lowered in ("authorization", "host", "content-length", "transfer-encoding"):
+            self._problem(name, f'may not be "{lowered}"')
+        return lowered
+
+    def _bool(self, name: str) -> bool:
+        raw = (self._get(name) or _DEFAULTS[name] or "").lower()
+        if raw not in _BOOLS:
+            self._problem(name, f'must be true or false, not "{raw}"')
+            return False
+        return _BOOLS[raw]
+
+    def _realm(self) -> str:
+        realm = self._get("SIDECAR_ENVOY_REALM") or "auth-sidecar"
+        if not _REALM.fullmatch(realm):
+            self._problem(
+                "SIDECAR_ENVOY_REALM", "must be printable ASCII without quotes or backslashes"
+            )
+        return realm
 
     def _log_level(self) -> str:
         level = (self._get("SIDECAR_LOG_LEVEL") or "info").lower()

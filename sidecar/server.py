@@ -12,8 +12,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, service
+from sidecar import __version__, envoy, service
 from sidecar.config import INSECURE, Config
+from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
 from sidecar.minter import Minter
 from sidecar.service import AuthService
@@ -44,8 +45,10 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    auth = AuthService(Validator(config), Minter(config))
-    server, address, health_servicer = await start(config, auth)
+    validator = Validator(config)
+    auth = AuthService(validator, Minter(config))
+    check = EnvoyAuthorization(validator, config.envoy)
+    server, address, health_servicer = await start(config, auth, check)
     log.info("auth-sidecar %s serving %s", __version__, replace(config, listen=address).describe())
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
@@ -53,23 +56,25 @@ async def serve(config: Config) -> int:
     log.info("draining for up to %ss", config.grace_seconds)
     deadline = loop.time() + config.grace_seconds
     await health_servicer.enter_graceful_shutdown()
-    await _quiesce(auth, deadline)
+    await _quiesce((auth, check), deadline)
     await server.stop(max(deadline - loop.time(), 0))
     log.info("stopped")
     return 0
 
 
-async def _quiesce(auth: AuthService, deadline: float) -> None:
-    """Serves on until no AuthService call has started for QUIET_SECONDS, or until `deadline`."""
+async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: float) -> None:
+    """Serves on until no call has started for QUIET_SECONDS, or until `deadline`."""
     loop = asyncio.get_running_loop()
     seen = -1
-    while auth.calls != seen and loop.time() + QUIET_SECONDS < deadline:
-        seen = auth.calls
+    while (
+        calls := sum(s.calls for s in services)
+    ) != seen and loop.time() + QUIET_SECONDS < deadline:
+        seen = calls
         await asyncio.sleep(QUIET_SECONDS)
 
 
 async def start(
-    config: Config, auth: AuthService
+    config: Config, auth: AuthService, check: EnvoyAuthorization
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer."""
     server = grpc.aio.server(
@@ -81,14 +86,15 @@ async def start(
         ],
     )
     service.add_to_server(auth, server)
+    envoy.add_to_server(check, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (service.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (service.NAME, envoy.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     address = _bind(server, config.listen)
     await server.start()
-    for name in ("", service.NAME):
+    for name in ("", service.NAME, envoy.NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, address, health_servicer
 

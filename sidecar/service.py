@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 
 from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from sidecar import rpc
 from sidecar.errors import (
     MintDisabled,
     MintError,
@@ -78,39 +77,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
 
 def add_to_server(service: AuthService, server: grpc.aio.Server) -> None:
-    """Registers `service` as the generated `add_AuthServiceServicer_to_server` does, except that
-    a request that does not decode is INVALID_ARGUMENT, not UNKNOWN with a logged traceback."""
-    handlers = {
-        "Validate": _unary(service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
-        "Mint": _unary(service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(NAME, handlers),))
-    server.add_registered_method_handlers(NAME, handlers)
-
-
-def _unary(
-    method: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]],
-    request_type: type[Message],
-    response_type: type[Message],
-) -> grpc.RpcMethodHandler[Any, Any]:
-    def decode(data: bytes) -> Message | None:
-        try:
-            return request_type.FromString(data)
-        except DecodeError:  # a corrupt message, or a string that is not UTF-8
-            return None
-
-    async def handle(
-        request: Message | None, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Message:
-        if request is None:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request is not a valid {request_type.DESCRIPTOR.full_name}",
-            )
-        return await method(request, context)
-
-    return grpc.unary_unary_rpc_method_handler(
-        handle, request_deserializer=decode, response_serializer=response_type.SerializeToString
+    rpc.register(
+        server,
+        NAME,
+        {
+            "Validate": (service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
+            "Mint": (service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
+        },
     )
 
 
