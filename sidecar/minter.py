@@ -25,7 +25,7 @@ from sidecar.errors import (
 
 DEFAULT_TTL_SECONDS = 15 * 60
 _USER_CLAIMS = ("sub", "user_id")
-_SIGNED_CLAIMS = ("iat", "nbf", "exp", "iss", "aud")
+_TIME_CLAIMS = ("iat", "nbf", "exp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +88,14 @@ class Minter:
             seconds = DEFAULT_TTL_SECONDS if seconds is None else seconds
             stamped = {"iat": now, "nbf": now, "exp": now + seconds}
             stamped.update((k, v) for k, v in (("iss", self._iss), ("aud", self._aud)) if v)
-        reserved = _SIGNED_CLAIMS if not self._insecure else tuple(stamped)
+        # The time claims are the sidecar's in both modes: a caller's `exp: 1` would mint a token
+        # that Validate refuses. Insecure mode never checks iss or aud, so those pass through.
+        reserved = _TIME_CLAIMS if self._insecure else (*_TIME_CLAIMS, "iss", "aud")
         for name in reserved:
             if name in payload:
-                raise MintInvalidArgument(f'claims may not set "{name}": the sidecar writes it')
+                raise MintInvalidArgument(
+                    f'claims may not set "{name}": the sidecar writes it (use ttl)'
+                )
         payload.update(stamped)
         self._place_user(payload, user_id)
         header = {"alg": "none" if self._insecure else self._alg, "typ": "JWT"}

@@ -262,12 +262,12 @@ type MintRequest struct {
 	// `user_id`, under the namespace when one is configured.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Extra claims to include. They may not set `sub` or `user_id` where the sidecar reads the
-	// user, nor (in secure mode) `iat`, `nbf`, `exp`, `iss` or `aud`: such a request is
-	// INVALID_ARGUMENT. Default: no extra claims.
+	// user, nor `iat`, `nbf` or `exp` (use `ttl`), nor in secure mode `iss` or `aud`: such a
+	// request is INVALID_ARGUMENT. Default: no extra claims.
 	Claims *structpb.Struct `protobuf:"bytes,2,opt,name=claims,proto3" json:"claims,omitempty"`
-	// How long the token is valid, whole seconds, at least one second and at most
-	// SIDECAR_MINT_MAX_TTL_SECONDS (default 24 hours). When unset, secure mode uses 15 minutes
-	// (Electric's default) and insecure mode writes no `exp`.
+	// How long the token is valid: at least one second and at most SIDECAR_MINT_MAX_TTL_SECONDS
+	// (default 24 hours); a fraction of a second is dropped. When unset, secure mode uses 15
+	// minutes (Electric's default) and insecure mode writes no `exp`.
 	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -191,15 +191,15 @@ class MintRequest(_message.Message):
     @_builtins.property
     def claims(self) -> _struct_pb2.Struct:
         """Extra claims to include. They may not set `sub` or `user_id` where the sidecar reads the
-        user, nor (in secure mode) `iat`, `nbf`, `exp`, `iss` or `aud`: such a request is
-        INVALID_ARGUMENT. Default: no extra claims.
+        user, nor `iat`, `nbf` or `exp` (use `ttl`), nor in secure mode `iss` or `aud`: such a
+        request is INVALID_ARGUMENT. Default: no extra claims.
         """
 
     @_builtins.property
     def ttl(self) -> _duration_pb2.Duration:
-        """How long the token is valid, whole seconds, at least one second and at most
-        SIDECAR_MINT_MAX_TTL_SECONDS (default 24 hours). When unset, secure mode uses 15 minutes
-        (Electric's default) and insecure mode writes no `exp`.
+        """How long the token is valid: at least one second and at most SIDECAR_MINT_MAX_TTL_SECONDS
+        (default 24 hours); a fraction of a second is dropped. When unset, secure mode uses 15
+        minutes (Electric's default) and insecure mode writes no `exp`.
         """
 
     def __init__(
