@@ -1,0 +1,252 @@
+package authsidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1"
+)
+
+// Client calls one sidecar. It is safe for concurrent use; make one and share it, since it
+// holds one HTTP/2 connection that all calls share.
+type Client struct {
+	conn     *grpc.ClientConn
+	api      authsidecarv1.AuthServiceClient
+	timeout  time.Duration
+	attempts int
+	backoff  time.Duration
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Dial makes a client for the sidecar at target: "host:port" (such as "127.0.0.1:50051"), or
+// "unix:/path" for a Unix socket (see also WithUnixSocket). Any gRPC target with a scheme
+// works too, such as "dns:///sidecar:50051".
+//
+// Dial does not wait for a connection: it starts connecting in the background and returns at
+// once, so a sidecar that is down or not yet up shows only in the calls, as codes.Unavailable.
+// It fails only on a bad target or option. Close the client when done.
+func Dial(target string, opts ...Option) (*Client, error) {
+	s := settings{
+		timeout:  DefaultTimeout,
+		attempts: DefaultRetryAttempts,
+		backoff:  DefaultRetryBackoff,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&s)
+		}
+	}
+	if s.err != nil {
+		return nil, s.err
+	}
+	if s.unixPath != "" {
+		unix := "unix:" + s.unixPath
+		if target != "" && target != unix {
+			return nil, fmt.Errorf("authsidecar: target %q conflicts with WithUnixSocket(%q)", target, s.unixPath)
+		}
+		target = unix
+	}
+	if target == "" {
+		return nil, errors.New("authsidecar: empty target: want host:port or unix:/path")
+	}
+	creds := s.creds
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, s.dialOpts...)
+	conn, err := grpc.NewClient(target, dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("authsidecar: %s: %w", target, err)
+	}
+	conn.Connect()
+	return &Client{
+		conn:     conn,
+		api:      authsidecarv1.NewAuthServiceClient(conn),
+		timeout:  s.timeout,
+		attempts: s.attempts,
+		backoff:  s.backoff,
+	}, nil
+}
+
+// Validate asks the sidecar whether token (a compact JWT, without any "Bearer " prefix) is
+// acceptable and whose it is.
+//
+// A refused token is not an error: it is a Decision with Valid false, a Reason and a Message,
+// and a nil error. An error means that the sidecar gave no decision; it carries the gRPC
+// status, so status.Code(err) tells codes.Unavailable (after retries), codes.DeadlineExceeded,
+// codes.InvalidArgument, codes.ResourceExhausted and so on. Callers should fail closed on it.
+func (c *Client) Validate(ctx context.Context, token string) (Decision, error) {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	var resp *authsidecarv1.ValidateResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.api.Validate(ctx, &authsidecarv1.ValidateRequest{Token: token})
+		return err
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	return Decision{
+		Valid:     resp.GetValid(),
+		UserID:    resp.GetUserId(),
+		Claims:    fromStruct(resp.GetClaims()),
+		Reason:    Reason(resp.GetReason()),
+		Message:   resp.GetMessage(),
+		ExpiresAt: timeOf(resp.GetExpiresAt()),
+	}, nil
+}
+
+// Mint asks the sidecar for a token for userID, with the options' claims, lifetime and mint
+// secret.
+//
+// In insecure mode the sidecar mints an unsigned development token for anyone. In secure mode
+// it signs with its configured algorithm, and only for callers that send its
+// SIDECAR_MINT_SECRET (WithMintSecret). A refused Mint is an error with the gRPC status:
+// codes.Unauthenticated (no secret sent), codes.PermissionDenied (a wrong one),
+// codes.FailedPrecondition (minting is off), codes.InvalidArgument (a blank user, reserved
+// claims, a ttl out of range; also claims that encoding/json cannot encode, which are refused
+// before any call).
+func (c *Client) Mint(ctx context.Context, userID string, opts ...MintOption) (Minted, error) {
+	var m mintSettings
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&m)
+		}
+	}
+	req := &authsidecarv1.MintRequest{UserId: userID}
+	if len(m.claims) > 0 {
+		claims, err := toStruct(m.claims)
+		if err != nil {
+			return Minted{}, status.Error(codes.InvalidArgument, "authsidecar: "+err.Error())
+		}
+		req.Claims = claims
+	}
+	if m.ttl != nil {
+		req.Ttl = durationpb.New(*m.ttl)
+	}
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	if m.secret != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+m.secret)
+	}
+	var resp *authsidecarv1.MintResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.api.Mint(ctx, req)
+		return err
+	})
+	if err != nil {
+		return Minted{}, err
+	}
+	return Minted{Token: resp.GetToken(), ExpiresAt: timeOf(resp.GetExpiresAt())}, nil
+}
+
+// Close closes the client's connection. Calls made after Close fail with codes.Canceled.
+// Calling Close again does nothing and returns the first call's result.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.conn.Close()
+	})
+	return c.closeErr
+}
+
+// withDeadline applies the client's default deadline to a context that has none.
+func (c *Client) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || c.timeout == 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// retry runs call until it succeeds, fails with a code other than Unavailable, or has been
+// tried c.attempts times; see WithRetry.
+func (c *Client) retry(ctx context.Context, call func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		err := call(ctx)
+		if err == nil || status.Code(err) != codes.Unavailable || attempt >= c.attempts {
+			return err
+		}
+		pause := c.pause(attempt)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= pause {
+			return err
+		}
+		if c.await(ctx, pause) != nil {
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return err
+		}
+	}
+}
+
+// pause is the wait before retry number attempt: backoff·2^(attempt-1), capped, plus jitter.
+func (c *Client) pause(attempt int) time.Duration {
+	limit := max(c.backoff, MaxRetryBackoff)
+	d := c.backoff
+	for range attempt - 1 {
+		if d >= limit/2 {
+			d = limit
+			break
+		}
+		d *= 2
+	}
+	if jitter := d / 5; jitter > 0 {
+		d += rand.N(jitter)
+	}
+	return d
+}
+
+// await waits for up to d, and returns early once the connection becomes ready. If the
+// connection is down, it first makes gRPC reconnect at once instead of after its own backoff
+// (one second and growing), so that every retry has a fresh connection attempt behind it. It
+// returns an error only when ctx ends first.
+func (c *Client) await(ctx context.Context, d time.Duration) error {
+	waitCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	state := c.conn.GetState()
+	// A server that answered Unavailable over a ready connection still gets the full pause.
+	down := state != connectivity.Ready
+	if down {
+		c.conn.ResetConnectBackoff()
+	}
+	for {
+		switch state {
+		case connectivity.Ready:
+			if down {
+				return nil
+			}
+		case connectivity.Idle:
+			down = true
+			c.conn.Connect()
+		case connectivity.Shutdown:
+			return nil // closed: the next attempt fails with Canceled
+		default:
+			down = true
+		}
+		if !c.conn.WaitForStateChange(waitCtx, state) {
+			return ctx.Err()
+		}
+		state = c.conn.GetState()
+	}
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
