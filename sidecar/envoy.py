@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import grpc
 from envoy.config.core.v3 import base_pb2
@@ -103,9 +103,12 @@ class EnvoyAuthorization:
                 return value, header
         param = self._settings.token_param
         if param and "?" in path:
-            for key, value in parse_qsl(path.partition("?")[2], keep_blank_values=True):
+            for pair in path.partition("?")[2].split("&"):
+                # The raw name, as Envoy matches query_parameters_to_remove: a name that only
+                # decodes to `param` (`%74oken`) would stay in the URL, token and all.
+                key, _, value = pair.partition("=")
                 if key == param and value:
-                    return value, "?" + param
+                    return unquote_plus(value), "?" + param
         return None, ""
 
 

