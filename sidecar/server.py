@@ -49,7 +49,7 @@ async def serve(config: Config) -> int:
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
     server, address, health_servicer = await start(config, auth, check)
-    log.info("auth-sidecar %s serving %s", __version__, replace(config, listen=address).describe())
+    log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
