@@ -142,7 +142,8 @@ type mintSettings struct {
 // WithClaims adds extra claims to the minted token. Values are anything encoding/json can
 // encode; numbers travel as doubles, as google.protobuf.Struct requires. Repeated WithClaims
 // options are merged, later keys winning. The sidecar refuses (codes.InvalidArgument) claims
-// that set the user (`sub`, `user_id`) or, in secure mode, `iat`, `nbf`, `exp`, `iss` or `aud`.
+// that set the user (`sub`, `user_id`), `iat`, `nbf` or `exp` (use WithTTL), or, in secure
+// mode, `iss` or `aud`.
 func WithClaims(claims map[string]any) MintOption {
 	return func(m *mintSettings) {
 		if m.claims == nil {

@@ -37,8 +37,9 @@ export interface ValidateOptions {
 export interface MintOptions {
   /**
    * Extra claims for the token, as JSON values. They may not set `sub` or `user_id` where the
-   * sidecar reads the user, nor (secure mode) `iat`, `nbf`, `exp`, `iss` or `aud`: the sidecar
-   * refuses such a call with INVALID_ARGUMENT. Numbers travel as doubles. Default: none.
+   * sidecar reads the user, nor `iat`, `nbf` or `exp` (use `ttlSeconds`), nor in secure mode
+   * `iss` or `aud`: the sidecar refuses such a call with INVALID_ARGUMENT. Numbers travel as
+   * doubles. Default: none.
    */
   claims?: Record<string, unknown>;
   /**
