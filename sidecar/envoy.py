@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -17,9 +17,9 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
+from authsidecar.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
 from sidecar.validator import Decision, Validator
@@ -151,19 +151,14 @@ def _allowed(
     metadata: Mapping[str, str],
 ) -> external_auth_pb2.CheckResponse:
     ok = external_auth_pb2.OkHttpResponse(
-        headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
-            )
-            for key, value in (set_headers or {}).items()
-        ],
+        headers=_overwrite((set_headers or {}).items()),
         headers_to_remove=headers_to_remove or [],
         query_parameters_to_remove=query_parameters_to_remove or [],
     )
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=ok,
-        dynamic_metadata=_struct(metadata),
+        dynamic_metadata=to_struct(metadata),
     )
 
 
@@ -172,28 +167,26 @@ def _denied(
 ) -> external_auth_pb2.CheckResponse:
     denied = external_auth_pb2.DeniedHttpResponse(
         status=http_status_pb2.HttpStatus(code=http_status_pb2.Unauthorized),
-        headers=[
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
-            )
-            for key, value in (
-                ("www-authenticate", www_authenticate),
-                ("content-type", "application/json"),
-            )
-        ],
+        headers=_overwrite(
+            (("www-authenticate", www_authenticate), ("content-type", "application/json"))
+        ),
         body=json.dumps(body, ensure_ascii=False),
     )
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message),
         denied_response=denied,
-        dynamic_metadata=_struct(metadata),
+        dynamic_metadata=to_struct(metadata),
     )
 
 
-def _struct(values: Mapping[str, str]) -> Struct:
-    struct = Struct()
-    struct.update(values)
-    return struct
+def _overwrite(headers: Iterable[tuple[str, str]]) -> list[base_pb2.HeaderValueOption]:
+    """Header options that replace whatever the client sent under the same name."""
+    return [
+        base_pb2.HeaderValueOption(
+            header=base_pb2.HeaderValue(key=key, value=value), append_action=_OVERWRITE
+        )
+        for key, value in headers
+    ]
 
 
 def _b64url_json(claims: Mapping[str, Any]) -> str:
