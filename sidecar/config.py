@@ -53,6 +53,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MINT_SECRET_FILE", "secure: read SIDECAR_MINT_SECRET from this file instead"),
     Setting("SIDECAR_MINT_MAX_TTL_SECONDS", "longest ttl that Mint grants", "86400"),
     Setting("SIDECAR_LISTEN", "`host:port`, `[v6]:port` or `unix:/path`", "127.0.0.1:50051"),
+    Setting(
+        "SIDECAR_READY_FILE",
+        "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
+    ),
     Setting("SIDECAR_CLOCK_SKEW_SECONDS", "allowed clock drift for exp, nbf, iat", "2"),
     Setting("SIDECAR_MAX_TOKEN_BYTES", "longer tokens are refused unparsed as malformed", "8192"),
     Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
@@ -113,6 +117,7 @@ class Config:
     iss: str | None = None
     aud: str | None = None
     listen: str = "127.0.0.1:50051"
+    ready_file: str | None = None
     clock_skew: int = 2
     max_token_bytes: int = 8192
     mint_max_ttl: int = 86400
@@ -166,6 +171,7 @@ class _Loader:
         common = dict(
             namespace=self._get("AUTH_JWT_NAMESPACE"),
             listen=self._listen(),
+            ready_file=self._get("SIDECAR_READY_FILE"),
             clock_skew=self._int("SIDECAR_CLOCK_SKEW_SECONDS", 0, 3600),
             max_token_bytes=self._int("SIDECAR_MAX_TOKEN_BYTES", 64, 1 << 20),
             mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),

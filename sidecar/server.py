@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,6 +52,14 @@ async def serve(config: Config) -> int:
     check = EnvoyAuthorization(validator, config.envoy)
     server, address, health_servicer = await start(config, auth, check)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
+    if config.ready_file:
+        try:
+            write_ready_file(config.ready_file, address)
+        except OSError as error:
+            await server.stop(0)
+            raise BindError(
+                f"SIDECAR_READY_FILE: cannot write {config.ready_file}: {error.strerror}"
+            ) from None
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
@@ -60,6 +70,17 @@ async def serve(config: Config) -> int:
     await server.stop(max(deadline - loop.time(), 0))
     log.info("stopped")
     return 0
+
+
+def write_ready_file(path: str, address: str) -> None:
+    """Tells launchers the bound address (port 0 included), atomically: the file appears whole.
+
+    Written after health is SERVING, so a launcher that sees the file can call at once.
+    """
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    partial.write_text(address + "\n")
+    partial.replace(target)
 
 
 async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: float) -> None:

@@ -11,7 +11,6 @@ import http.client
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -151,8 +150,6 @@ class Sidecar:
 StartSidecar = Callable[..., Sidecar]
 """The `sidecar_factory` fixture: `start(env, listen="127.0.0.1:0", args=())`."""
 
-_SERVING = re.compile(r"serving .*listen=(\S+)")
-
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any AUTH_ or SIDECAR_ variable, plus `env`."""
@@ -164,35 +161,41 @@ def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def start_sidecar(
-    env: Mapping[str, str], listen: str = "127.0.0.1:0", args: Sequence[str] = ()
+    env: Mapping[str, str],
+    listen: str = "127.0.0.1:0",
+    args: Sequence[str] = (),
+    timeout: float = 30,
 ) -> Sidecar:
-    """Starts a sidecar and returns once it has logged that it serves (health is SERVING then).
+    """Starts a sidecar and returns once it is serving (health is SERVING then).
 
-    The start-up line carries the bound address, so port 0 works without races or sleeps.
-    `args` are extra `serve` flags.
+    The sidecar writes its bound address to `--ready-file` once it serves, so port 0 works
+    without races or log scraping. `args` are extra `serve` flags.
     """
     full_env = clean_env(env)
     full_env.setdefault("SIDECAR_LISTEN", listen)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "serve", *args],
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    log: list[str] = []
-    for line in process.stderr:
-        log.append(line.rstrip("\n"))
-        match = _SERVING.search(line)
-        if match:
-            reader = threading.Thread(target=_read_log, args=(process, log), daemon=True)
-            reader.start()
-            return Sidecar(process=process, address=match.group(1), log=log, reader=reader)
-    process.wait(timeout=10)
-    process.stderr.close()
-    raise RuntimeError("sidecar exited before serving:\n" + "\n".join(log))
+    with tempfile.TemporaryDirectory(prefix="sc-ready-") as directory:
+        ready = Path(directory) / "address"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "serve", "--ready-file", str(ready), *args],
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        log: list[str] = []
+        reader = threading.Thread(target=_read_log, args=(process, log), daemon=True)
+        reader.start()
+        sidecar = Sidecar(process=process, address="", log=log, reader=reader)
+        address = wait_for_file(ready, process, timeout)
+    if address is None:
+        code = sidecar.wait(timeout) if process.poll() is not None else None
+        if code is None:
+            sidecar.process.kill()
+            sidecar.wait()
+        raise RuntimeError(f"sidecar did not serve (exit {code}):\n" + "\n".join(log))
+    sidecar.address = address
+    return sidecar
 
 
 def _read_log(process: subprocess.Popen[str], log: list[str]) -> None:
@@ -200,6 +203,25 @@ def _read_log(process: subprocess.Popen[str], log: list[str]) -> None:
     with process.stderr:
         for line in process.stderr:
             log.append(line.rstrip("\n"))
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) -> str | None:
+    """The text of `path` once it exists; None if `process` exits or `timeout` passes first.
+
+    A bounded poll on a condition (the file is renamed into place whole), not a guessed sleep.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        try:
+            process.wait(0.01)
+        except subprocess.TimeoutExpired:
+            continue
+        return None
+    return None
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
@@ -22,12 +21,20 @@ from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import ConfigError
 from sidecar.validator import Validator
 
-NOW = int(time.time())
+# A fixed instant, injected into every Validator here: no decision may depend on how long the
+# suite ran between collecting these parameters and running them.
+NOW = 1_900_000_000
+
+
+def clock() -> float:
+    return NOW
+
+
 OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
 def check_for(cfg: Config) -> EnvoyAuthorization:
-    return EnvoyAuthorization(Validator(cfg), cfg.envoy)
+    return EnvoyAuthorization(Validator(cfg, clock), cfg.envoy)
 
 
 def request(
@@ -273,7 +280,7 @@ async def test_a_garbage_token_is_invalid_token() -> None:
 @pytest.mark.parametrize("make", [insecure_config, lambda: secure_config("HS256")])
 async def test_check_decides_exactly_as_validate(token: str, make: Any) -> None:
     cfg = make()
-    decision = Validator(cfg).decide(token)
+    decision = Validator(cfg, clock).decide(token)
     response = await check(cfg, headers={"authorization": f"Bearer {token}"} if token else {})
     if decision.valid:
         assert_allowed(response, decision.user_id)

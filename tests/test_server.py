@@ -868,3 +868,18 @@ def test_a_user_id_cannot_forge_a_log_line(sidecar_factory: StartSidecar) -> Non
     assert sidecar.terminate() == 0
     assert forged not in sidecar.log
     assert any("minted a token for user_id='eve\\n2001-01-01" in line for line in sidecar.log)
+
+
+def test_an_unwritable_ready_file_is_a_start_up_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sidecar", "serve", "--ready-file", "/nonexistent/dir/address"],
+        env=clean_env({"AUTH_MODE": "insecure", "SIDECAR_LISTEN": "127.0.0.1:0"}),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "SIDECAR_READY_FILE: cannot write /nonexistent/dir/address: No such file or directory"
+    )
