@@ -433,7 +433,7 @@ def test_health_against_a_silent_server_times_out() -> None:
 def test_health_while_draining_fails(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory({**INSECURE, "SIDECAR_GRACE_SECONDS": "30"})
     with grpc.insecure_channel(sidecar.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs omit its methods
         # An open Watch keeps the sidecar draining (not gone) until the channel closes.
         watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=30)
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING

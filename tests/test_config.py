@@ -89,8 +89,12 @@ def rsa_1024() -> rsa.RSAPrivateKey:
 def other_private(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if alg.startswith("RS"):
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}[alg]
-    return ec.generate_private_key(curve())
+    curve: ec.EllipticCurve = {
+        "ES256": ec.SECP256R1(),
+        "ES384": ec.SECP384R1(),
+        "ES512": ec.SECP521R1(),
+    }[alg]
+    return ec.generate_private_key(curve)
 
 
 # ---------------------------------------------------------------------------------------------

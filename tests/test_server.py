@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -420,7 +420,9 @@ def test_message_over_the_grpc_limit_is_resource_exhausted(insecure_tcp: Sidecar
 def test_undecodable_request_fails_that_call_only(insecure_tcp: Sidecar) -> None:
     """Bytes that are no ValidateRequest (a string field with bad UTF-8, a corrupt wire format)."""
     with grpc.insecure_channel(insecure_tcp.address) as channel:
-        raw = channel.unary_unary(f"/{AUTH_SERVICE}/Validate")
+        raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            f"/{AUTH_SERVICE}/Validate"
+        )
         for payload in (b"\x0a\x02\xff\xfe", b"\xff\xff\xff"):
             with pytest.raises(grpc.RpcError) as raised:
                 raw(payload, timeout=10)
@@ -484,8 +486,8 @@ def test_secure_mint_without_a_secret_is_failed_precondition(no_mint_secret: Sid
         for metadata in ((), BEARER):
             error = mint_error(stub, mint_request(), metadata)
             assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert "SIDECAR_MINT_SECRET" in error.details()
-            assert "authorization: Bearer" in error.details()
+            assert "SIDECAR_MINT_SECRET" in (error.details() or "")
+            assert "authorization: Bearer" in (error.details() or "")
         # Validate is unaffected.
         now = int(time.time())
         assert validate(stub, sign("HS256", {"sub": "a", "iat": now, "exp": now + 60})).valid
@@ -510,7 +512,7 @@ def test_secure_mint_refuses_bad_credentials(
     with auth_stub(secure.sidecar) as stub:
         error = mint_error(stub, mint_request(), metadata)
     assert error.code() == code
-    assert MINT_SECRET not in error.details()
+    assert MINT_SECRET not in (error.details() or "")
 
 
 def test_secure_mint_signs_tokens_that_pyjwt_and_validate_accept(secure: Secure) -> None:
@@ -649,7 +651,7 @@ def test_reflection_lists_and_describes_the_services(insecure: Sidecar) -> None:
 # -- concurrency -------------------------------------------------------------------------------
 
 
-async def _concurrent_decisions(address: str, tokens: list[tuple[str, str, int]]) -> None:
+async def _concurrent_decisions(address: str, tokens: Sequence[tuple[str, str, int]]) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         responses = await asyncio.gather(
@@ -700,7 +702,7 @@ async def test_health_watch_sees_not_serving_and_exit_is_within_grace(
     grace = 1
     sidecar = sidecar_factory({"AUTH_MODE": "insecure", "SIDECAR_GRACE_SECONDS": str(grace)})
     async with grpc.aio.insecure_channel(sidecar.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs omit its methods
         watches = [
             health.Watch(health_pb2.HealthCheckRequest(service=service))
             for service in ("", AUTH_SERVICE)
@@ -738,9 +740,10 @@ async def test_in_flight_calls_complete_after_sigterm(sidecar_factory: StartSide
         sidecar.send(signal.SIGTERM)
         results = await asyncio.gather(*calls, return_exceptions=True)
     failed = [r for r in results if isinstance(r, BaseException)]
+    responses = [r for r in results if not isinstance(r, BaseException)]
     assert in_flight > 0
     assert not failed, f"{len(failed)} of {in_flight} in-flight calls failed: {failed[0]!r}"
-    assert [r.user_id for r in results] == users
+    assert [r.user_id for r in responses] == users
     assert await asyncio.to_thread(sidecar.wait) == 0
     assert time.monotonic() - signalled < grace
 

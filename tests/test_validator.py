@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypedDict
 
 import jwt
 import pytest
@@ -574,16 +574,26 @@ def test_es_der_signature_is_not_accepted(alg: str) -> None:
     """JWS ES signatures are raw r||s; the DER form a naive verifier takes must fail."""
     private = serialization.load_pem_private_key(signing_material(alg).encode(), password=None)
     assert isinstance(private, ec.EllipticCurvePrivateKey)
-    hash_alg = {"ES256": hashes.SHA256, "ES384": hashes.SHA384, "ES512": hashes.SHA512}[alg]
+    hash_alg: hashes.HashAlgorithm = {
+        "ES256": hashes.SHA256(),
+        "ES384": hashes.SHA384(),
+        "ES512": hashes.SHA512(),
+    }[alg]
     signing_input = f"{b64url(_json(header_for(alg)))}.{b64url(_json(good()))}"
-    der = private.sign(signing_input.encode(), ec.ECDSA(hash_alg()))
+    der = private.sign(signing_input.encode(), ec.ECDSA(hash_alg))
     assert_refused(validator(alg).decide(f"{signing_input}.{b64url(der)}"), BAD_SIGNATURE)
 
 
 # ---------------------------------------------------------------------------------------------
 # Step 4 (secure): required claims.
 
-FULL_ENV = {"AUTH_JWT_ISS": ISS, "AUTH_JWT_AUD": AUD}
+
+class _FullEnv(TypedDict):
+    AUTH_JWT_ISS: str
+    AUTH_JWT_AUD: str
+
+
+FULL_ENV: _FullEnv = {"AUTH_JWT_ISS": ISS, "AUTH_JWT_AUD": AUD}
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)
