@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
-from support import Sidecar, StartSidecar, running, short_tmp_dir, start_sidecar
+from inprocess import in_thread
+from support import Sidecar, StartSidecar, insecure_config, short_tmp_dir, start_sidecar
 
 
 @pytest.fixture
@@ -36,17 +37,19 @@ def unix_listen() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def insecure_tcp() -> Iterator[Sidecar]:
-    """An insecure sidecar on an ephemeral TCP port, shared by a module's tests."""
-    with running({"AUTH_MODE": "insecure"}) as sidecar:
-        yield sidecar
+def insecure_tcp() -> Iterator[str]:
+    """The address of an insecure in-process server on an ephemeral TCP port, shared by a
+    module's tests."""
+    with in_thread(insecure_config()) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
-def insecure_unix() -> Iterator[Sidecar]:
-    """An insecure sidecar on a Unix socket, shared by a module's tests."""
+def insecure_unix() -> Iterator[str]:
+    """The address (`unix:/tmp/...`) of an insecure in-process server on a Unix socket, shared by
+    a module's tests."""
     with (
         short_tmp_dir() as directory,
-        running({"AUTH_MODE": "insecure"}, f"unix:{directory}/auth.sock") as sidecar,
+        in_thread(insecure_config(), f"unix:{directory}/auth.sock") as address,
     ):
-        yield sidecar
+        yield address

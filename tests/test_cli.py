@@ -17,15 +17,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from inprocess import in_thread
 from support import (
     HS_SECRET,
-    Sidecar,
     StartSidecar,
     blackhole,
     clean_env,
     closed_port,
     key_pair,
-    running,
     secure_env,
     sign,
     unsigned,
@@ -370,35 +369,37 @@ def test_serve_flags_beat_variables(sidecar_factory: StartSidecar) -> None:
         {"AUTH_MODE": "secure", "SIDECAR_LISTEN": "nowhere"},
         args=["--mode", "insecure", "--listen", "127.0.0.1:0"],
     )
-    assert "mode=insecure" in sidecar.log[0]
     assert sidecar.address.startswith("127.0.0.1:")
     assert cli("health", "--target", sidecar.address).returncode == 0
+    assert sidecar.terminate() == 0  # the whole log has been read
+    assert "mode=insecure" in sidecar.log[0]
 
 
 # -- health ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[Sidecar]:
-    with running(INSECURE) as sidecar:
-        yield sidecar
+def served() -> Iterator[str]:
+    """An in-process server for the `health` command to ask: its address."""
+    with in_thread(config.load(INSECURE)) as address:
+        yield address
 
 
-def test_health_against_a_running_sidecar(served: Sidecar) -> None:
-    result = cli("health", "--target", served.address)
-    assert (result.returncode, result.stdout) == (0, f"{served.address}: SERVING\n")
+def test_health_against_a_running_sidecar(served: str) -> None:
+    result = cli("health", "--target", served)
+    assert (result.returncode, result.stdout) == (0, f"{served}: SERVING\n")
     service = "authsidecar.v1.AuthService"
-    per_service = cli("health", "--target", served.address, "--service", service)
+    per_service = cli("health", "--target", served, "--service", service)
     assert per_service.returncode == 0 and "SERVING" in per_service.stdout
 
 
-def test_health_target_defaults_to_sidecar_listen(served: Sidecar) -> None:
-    result = cli("health", env={"SIDECAR_LISTEN": served.address})
-    assert (result.returncode, result.stdout) == (0, f"{served.address}: SERVING\n")
+def test_health_target_defaults_to_sidecar_listen(served: str) -> None:
+    result = cli("health", env={"SIDECAR_LISTEN": served})
+    assert (result.returncode, result.stdout) == (0, f"{served}: SERVING\n")
 
 
-def test_health_of_an_unknown_service_fails(served: Sidecar) -> None:
-    result = cli("health", "--target", served.address, "--service", "nope.Service")
+def test_health_of_an_unknown_service_fails(served: str) -> None:
+    result = cli("health", "--target", served, "--service", "nope.Service")
     assert result.returncode == 1
     assert "NOT_FOUND" in result.stderr
 

@@ -1,8 +1,9 @@
-"""Integration tests: real `auth-sidecar serve` processes, real gRPC over TCP and Unix sockets.
+"""Server tests: the real grpc.aio server, real gRPC over TCP and Unix sockets.
 
-Nothing here is mocked: tokens are signed by PyJWT with real keys, every call crosses a real
-socket into a real sidecar process, and shutdown is driven by real signals. Sidecars that tests
-only read from are shared per module; tests that stop or inspect a sidecar start their own.
+Nothing here is mocked: tokens are signed by PyJWT with real keys and every call crosses a real
+socket. Servers that tests only call run in process (tests/inprocess.py), shared per module;
+what only a process has (signals and draining, binding, logging, the ready file) runs real
+`auth-sidecar serve` processes, one per test.
 """
 
 from __future__ import annotations
@@ -33,16 +34,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from inprocess import in_thread, serving
 from support import (
     HS_SECRET,
     MINT_SECRET,
-    Sidecar,
     StartSidecar,
     b64url,
     clean_env,
+    insecure_config,
     key_pair,
-    running,
+    secure_config,
     secure_env,
+    short_tmp_dir,
     sign,
     unsigned,
     verify_material,
@@ -63,53 +66,53 @@ LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNI
 
 class Secure(NamedTuple):
     alg: str
-    sidecar: Sidecar
+    address: str
 
 
-# -- shared sidecars ---------------------------------------------------------------------------
+# -- shared in-process servers (their addresses) -----------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])
-def insecure(request: pytest.FixtureRequest) -> Sidecar:
-    """The insecure sidecar, once over TCP and once over a Unix socket."""
-    sidecar: Sidecar = request.getfixturevalue(f"insecure_{request.param}")
-    return sidecar
+def insecure(request: pytest.FixtureRequest) -> str:
+    """The insecure server, once over TCP and once over a Unix socket."""
+    address: str = request.getfixturevalue(f"insecure_{request.param}")
+    return address
 
 
 @pytest.fixture(scope="module", params=SECURE_ALGS)
 def secure(request: pytest.FixtureRequest) -> Iterator[Secure]:
-    """A secure sidecar per algorithm family, with Mint enabled."""
+    """A secure server per algorithm family, with Mint enabled."""
     alg: str = request.param
-    with running(secure_env(alg, SIDECAR_MINT_SECRET=MINT_SECRET)) as sidecar:
-        yield Secure(alg, sidecar)
+    with in_thread(secure_config(alg, SIDECAR_MINT_SECRET=MINT_SECRET)) as address:
+        yield Secure(alg, address)
 
 
 @pytest.fixture(scope="module")
-def no_mint_secret() -> Iterator[Sidecar]:
-    with running(secure_env("HS256")) as sidecar:
-        yield sidecar
+def no_mint_secret() -> Iterator[str]:
+    with in_thread(secure_config("HS256")) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
-def scoped() -> Iterator[Sidecar]:
+def scoped() -> Iterator[str]:
     """Secure HS256 with a namespace, an issuer and an audience."""
-    env = secure_env(
+    config = secure_config(
         "HS256",
         AUTH_JWT_NAMESPACE="electric",
         AUTH_JWT_ISS="https://issuer.example",
         AUTH_JWT_AUD="sync",
         SIDECAR_MINT_SECRET=MINT_SECRET,
     )
-    with running(env) as sidecar:
-        yield sidecar
+    with in_thread(config) as address:
+        yield address
 
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
 @contextmanager
-def auth_stub(sidecar: Sidecar) -> Iterator[auth_pb2_grpc.AuthServiceStub]:
-    with grpc.insecure_channel(sidecar.address) as channel:
+def auth_stub(address: str) -> Iterator[auth_pb2_grpc.AuthServiceStub]:
+    with grpc.insecure_channel(address) as channel:
         yield auth_pb2_grpc.AuthServiceStub(channel)
 
 
@@ -195,7 +198,7 @@ def assert_refused(response: auth_pb2.ValidateResponse, reason: int, message: st
 # -- Validate over the wire --------------------------------------------------------------------
 
 
-def test_insecure_valid_decision_carries_claims_user_and_expiry(insecure: Sidecar) -> None:
+def test_insecure_valid_decision_carries_claims_user_and_expiry(insecure: str) -> None:
     now = int(time.time())
     claims = {
         "sub": "alice",
@@ -215,7 +218,7 @@ def test_insecure_valid_decision_carries_claims_user_and_expiry(insecure: Sideca
     assert (response.expires_at.seconds, response.expires_at.nanos) == (now + 600, 0)
 
 
-def test_insecure_fractional_exp_and_user_id_fallback(insecure: Sidecar) -> None:
+def test_insecure_fractional_exp_and_user_id_fallback(insecure: str) -> None:
     exp = int(time.time()) + 600 + 0.25
     with auth_stub(insecure) as stub:
         response = validate(stub, unsigned({"user_id": "bob", "exp": exp}))
@@ -273,7 +276,7 @@ INSECURE_REFUSALS: list[tuple[str, Callable[[int], str], int, Callable[[int], st
     ids=[case[0] for case in INSECURE_REFUSALS],
 )
 def test_insecure_refusals_over_the_wire(
-    insecure: Sidecar,
+    insecure: str,
     token: Callable[[int], str],
     reason: int,
     message: Callable[[int], str],
@@ -286,7 +289,7 @@ def test_insecure_refusals_over_the_wire(
 def test_secure_valid_decision(secure: Secure) -> None:
     now = int(time.time())
     claims = {"sub": "bob", "iat": now, "exp": now + 300, "scope": ["read", "write"]}
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         response = validate(stub, sign(secure.alg, claims))
     assert (response.valid, response.user_id, response.reason) == (True, "bob", 0)
     assert json_format.MessageToDict(response.claims) == claims
@@ -320,14 +323,14 @@ def _secure_refusals(alg: str, now: int) -> list[tuple[str, str, int, str]]:
 
 def test_secure_refusals_over_the_wire(secure: Secure) -> None:
     now = int(time.time())
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         for name, token, reason, message in _secure_refusals(secure.alg, now):
             response = validate(stub, token)
             assert (name, response.reason, response.message) == (name, reason, message)
             assert_refused(response, reason, message)
 
 
-def test_issuer_audience_and_namespace(scoped: Sidecar) -> None:
+def test_issuer_audience_and_namespace(scoped: str) -> None:
     now = int(time.time())
     base = {"iat": now, "exp": now + 300, "electric": {"user_id": "dana"}}
     good = {**base, "iss": "https://issuer.example", "aud": "sync"}
@@ -386,7 +389,7 @@ ODD_TOKENS: dict[str, str] = {
 
 
 @pytest.mark.parametrize("token", ODD_TOKENS.values(), ids=ODD_TOKENS.keys())
-def test_odd_tokens_get_a_refusal_not_an_error(insecure_tcp: Sidecar, token: str) -> None:
+def test_odd_tokens_get_a_refusal_not_an_error(insecure_tcp: str, token: str) -> None:
     """Everything here is malformed; none of it may fail the RPC (no UNKNOWN, no INTERNAL)."""
     with auth_stub(insecure_tcp) as stub:
         assert_refused(validate(stub, token), R.REASON_MALFORMED, "Invalid token")
@@ -394,7 +397,7 @@ def test_odd_tokens_get_a_refusal_not_an_error(insecure_tcp: Sidecar, token: str
 
 def test_odd_tokens_in_secure_mode(secure: Secure) -> None:
     now = int(time.time())
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         for name, token in ODD_TOKENS.items():
             response = validate(stub, token)
             assert (name, response.valid) == (name, False)
@@ -409,7 +412,7 @@ def test_odd_tokens_in_secure_mode(secure: Secure) -> None:
             assert_refused(response, R.REASON_MALFORMED, "Invalid token")
 
 
-def test_message_over_the_grpc_limit_is_resource_exhausted(insecure_tcp: Sidecar) -> None:
+def test_message_over_the_grpc_limit_is_resource_exhausted(insecure_tcp: str) -> None:
     with auth_stub(insecure_tcp) as stub:
         with pytest.raises(grpc.RpcError) as raised:
             validate(stub, "a" * (1 << 20))
@@ -417,9 +420,9 @@ def test_message_over_the_grpc_limit_is_resource_exhausted(insecure_tcp: Sidecar
         assert validate(stub, unsigned({"sub": "a"})).valid  # and the server carries on
 
 
-def test_undecodable_request_fails_that_call_only(insecure_tcp: Sidecar) -> None:
+def test_undecodable_request_fails_that_call_only(insecure_tcp: str) -> None:
     """Bytes that are no ValidateRequest (a string field with bad UTF-8, a corrupt wire format)."""
-    with grpc.insecure_channel(insecure_tcp.address) as channel:
+    with grpc.insecure_channel(insecure_tcp) as channel:
         raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
             f"/{AUTH_SERVICE}/Validate"
         )
@@ -444,7 +447,7 @@ def test_core_reasons_match_the_proto() -> None:
 # -- Mint over the wire ------------------------------------------------------------------------
 
 
-def test_insecure_mint_is_open_and_unsigned(insecure: Sidecar) -> None:
+def test_insecure_mint_is_open_and_unsigned(insecure: str) -> None:
     with auth_stub(insecure) as stub:
         response = stub.Mint(mint_request("alice", {"role": "dev", "n": 2}), timeout=10)
         decision = validate(stub, response.token)
@@ -457,7 +460,7 @@ def test_insecure_mint_is_open_and_unsigned(insecure: Sidecar) -> None:
     assert not decision.HasField("expires_at")
 
 
-def test_insecure_mint_with_ttl_writes_exp(insecure: Sidecar) -> None:
+def test_insecure_mint_with_ttl_writes_exp(insecure: str) -> None:
     before = int(time.time())
     with auth_stub(insecure) as stub:
         # Any credential, or a wrong one, is irrelevant in insecure mode.
@@ -473,15 +476,13 @@ def test_insecure_mint_with_ttl_writes_exp(insecure: Sidecar) -> None:
 
 
 @pytest.mark.parametrize("claims", [{"user_id": "root"}, {"sub": "root"}])
-def test_insecure_mint_claims_cannot_set_the_user(
-    insecure: Sidecar, claims: dict[str, str]
-) -> None:
+def test_insecure_mint_claims_cannot_set_the_user(insecure: str, claims: dict[str, str]) -> None:
     with auth_stub(insecure) as stub:
         error = mint_error(stub, mint_request("alice", claims), metadata=())
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_secure_mint_without_a_secret_is_failed_precondition(no_mint_secret: Sidecar) -> None:
+def test_secure_mint_without_a_secret_is_failed_precondition(no_mint_secret: str) -> None:
     with auth_stub(no_mint_secret) as stub:
         for metadata in ((), BEARER):
             error = mint_error(stub, mint_request(), metadata)
@@ -509,7 +510,7 @@ def test_secure_mint_without_a_secret_is_failed_precondition(no_mint_secret: Sid
 def test_secure_mint_refuses_bad_credentials(
     secure: Secure, metadata: tuple[tuple[str, str], ...], code: grpc.StatusCode
 ) -> None:
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         error = mint_error(stub, mint_request(), metadata)
     assert error.code() == code
     assert MINT_SECRET not in (error.details() or "")
@@ -517,7 +518,7 @@ def test_secure_mint_refuses_bad_credentials(
 
 def test_secure_mint_signs_tokens_that_pyjwt_and_validate_accept(secure: Secure) -> None:
     before = int(time.time())
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         default = stub.Mint(mint_request("erin", {"plan": "pro"}), metadata=BEARER, timeout=10)
         short = stub.Mint(mint_request("erin", ttl=120), metadata=BEARER, timeout=10)
         decisions = [validate(stub, default.token), validate(stub, short.token)]
@@ -540,7 +541,7 @@ def test_secure_mint_signs_tokens_that_pyjwt_and_validate_accept(secure: Secure)
         assert decision.expires_at == response.expires_at
 
 
-def test_mint_with_namespace_issuer_and_audience(scoped: Sidecar) -> None:
+def test_mint_with_namespace_issuer_and_audience(scoped: str) -> None:
     with auth_stub(scoped) as stub:
         response = stub.Mint(
             mint_request("dana", {"electric": {"role": "admin"}}), metadata=BEARER, timeout=10
@@ -594,7 +595,7 @@ BAD_MINTS: dict[str, auth_pb2.MintRequest] = {
 def test_secure_mint_bad_requests_are_invalid_argument(
     secure: Secure, request_: auth_pb2.MintRequest
 ) -> None:
-    with auth_stub(secure.sidecar) as stub:
+    with auth_stub(secure.address) as stub:
         error = mint_error(stub, request_)
         # The credential is checked first: a caller without it learns nothing about its request.
         unauthenticated = mint_error(stub, request_, metadata=())
@@ -603,7 +604,7 @@ def test_secure_mint_bad_requests_are_invalid_argument(
     assert unauthenticated.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_insecure_mint_bad_ttl_is_invalid_argument(insecure_tcp: Sidecar) -> None:
+def test_insecure_mint_bad_ttl_is_invalid_argument(insecure_tcp: str) -> None:
     with auth_stub(insecure_tcp) as stub:
         for request in (mint_request(ttl=-1), mint_request(ttl=86_401), _huge_ttl()):
             assert mint_error(stub, request, ()).code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -612,8 +613,8 @@ def test_insecure_mint_bad_ttl_is_invalid_argument(insecure_tcp: Sidecar) -> Non
 # -- health and reflection ---------------------------------------------------------------------
 
 
-def test_health_check(insecure: Sidecar) -> None:
-    with health_stub(insecure.address) as health:
+def test_health_check(insecure: str) -> None:
+    with health_stub(insecure) as health:
         for service in ("", AUTH_SERVICE):
             response = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
             assert response.status == SERVING
@@ -623,8 +624,8 @@ def test_health_check(insecure: Sidecar) -> None:
             assert raised.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_reflection_lists_and_describes_the_services(insecure: Sidecar) -> None:
-    with grpc.insecure_channel(insecure.address) as channel:
+def test_reflection_lists_and_describes_the_services(insecure: str) -> None:
+    with grpc.insecure_channel(insecure) as channel:
         database = ProtoReflectionDescriptorDatabase(channel)
         services = set(database.get_services())
         pool = DescriptorPool(database)
@@ -662,7 +663,9 @@ async def _concurrent_decisions(address: str, tokens: Sequence[tuple[str, str, i
         assert response.valid is (reason == R.REASON_UNSPECIFIED)
 
 
-async def test_concurrent_validate_calls_insecure(insecure: Sidecar) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+async def test_concurrent_validate_calls_insecure(transport: str) -> None:
+    """The server runs in this test's own event loop (inprocess.serving)."""
     now = int(time.time())
     tokens = [
         (unsigned({"sub": f"user-{i}", "exp": now + 60}), f"user-{i}", R.REASON_UNSPECIFIED)
@@ -670,15 +673,20 @@ async def test_concurrent_validate_calls_insecure(insecure: Sidecar) -> None:
         else (unsigned({"sub": f"user-{i}", "exp": now - 60}), "", R.REASON_EXPIRED)
         for i in range(200)
     ]
-    await _concurrent_decisions(insecure.address, tokens)
+    with short_tmp_dir() as directory:
+        listen = "127.0.0.1:0" if transport == "tcp" else f"unix:{directory}/auth.sock"
+        async with serving(insecure_config(), listen) as address:
+            await _concurrent_decisions(address, tokens)
 
 
-async def test_concurrent_validate_calls_secure(secure: Secure) -> None:
+@pytest.mark.parametrize("alg", SECURE_ALGS)
+async def test_concurrent_validate_calls_secure(alg: str) -> None:
     now = int(time.time())
-    valid = [sign(secure.alg, {"sub": f"u{i}", "iat": now, "exp": now + 60}) for i in range(150)]
+    valid = [sign(alg, {"sub": f"u{i}", "iat": now, "exp": now + 60}) for i in range(150)]
     tokens = [(token, f"u{i}", R.REASON_UNSPECIFIED) for i, token in enumerate(valid)]
     tokens += [(unsigned({"sub": "x"}), "", R.REASON_ALGORITHM_MISMATCH)] * 50
-    await _concurrent_decisions(secure.sidecar.address, tokens)
+    async with serving(secure_config(alg)) as address:
+        await _concurrent_decisions(address, tokens)
 
 
 # -- shutdown ----------------------------------------------------------------------------------
@@ -775,9 +783,9 @@ def _assert_serving(address: str) -> None:
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == SERVING
 
 
-def test_second_sidecar_on_the_same_port_fails(insecure_tcp: Sidecar) -> None:
-    _assert_bind_refused(_serve_once(insecure_tcp.address), insecure_tcp.address)
-    _assert_serving(insecure_tcp.address)
+def test_second_sidecar_on_the_same_port_fails(insecure_tcp: str) -> None:
+    _assert_bind_refused(_serve_once(insecure_tcp), insecure_tcp)
+    _assert_serving(insecure_tcp)
 
 
 def test_second_sidecar_on_the_same_unix_socket_fails(
@@ -798,11 +806,17 @@ def test_stale_unix_socket_is_replaced(sidecar_factory: StartSidecar, unix_liste
     _assert_serving(sidecar.address)
 
 
-def test_start_up_line_reports_the_bound_address(insecure: Sidecar) -> None:
-    line = insecure.log[0]
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_start_up_line_reports_the_bound_address(
+    sidecar_factory: StartSidecar, unix_listen: str, transport: str
+) -> None:
+    listen = "127.0.0.1:0" if transport == "tcp" else unix_listen
+    sidecar = sidecar_factory({"AUTH_MODE": "insecure"}, listen=listen)
+    assert sidecar.terminate() == 0  # the whole log has been read
+    line = sidecar.log[0]
     assert "serving mode=insecure " in line
-    assert f"listen={insecure.address} " in line
-    assert not insecure.address.endswith(":0")
+    assert f"listen={sidecar.address} " in line
+    assert not sidecar.address.endswith(":0")
 
 
 # -- logging -----------------------------------------------------------------------------------
@@ -814,20 +828,20 @@ def test_logs_name_the_config_never_secrets_and_nothing_per_validate(
 ) -> None:
     env = secure_env(alg, AUTH_JWT_NAMESPACE="ns", SIDECAR_MINT_SECRET=MINT_SECRET)
     sidecar = sidecar_factory(env)
-    start_up = sidecar.log[0]
-    for part in ("mode=secure", f"alg={alg}", f"listen={sidecar.address}", "namespace=ns"):
-        assert part in start_up
     now = int(time.time())
     tokens = [
         sign(alg, {"ns": {"user_id": f"u{i}"}, "iat": now, "exp": now + 60}) for i in range(20)
     ]
     tokens += [unsigned({"sub": "a"}), "garbage", tokens[0][:-4]]
-    with auth_stub(sidecar) as stub:
+    with auth_stub(sidecar.address) as stub:
         for token in tokens:
             validate(stub, token)
         minted = stub.Mint(mint_request("alice"), metadata=BEARER, timeout=10).token
         mint_error(stub, mint_request("alice"), (("authorization", "Bearer wrong-secret"),))
-    assert sidecar.terminate() == 0
+    assert sidecar.terminate() == 0  # the whole log has been read
+    start_up = sidecar.log[0]
+    for part in ("mode=secure", f"alg={alg}", f"listen={sidecar.address}", "namespace=ns"):
+        assert part in start_up
     log = "\n".join(sidecar.log)
     secrets = [MINT_SECRET, "wrong-secret", minted, *tokens[:-2]]
     if alg.startswith("HS"):
@@ -850,7 +864,7 @@ def test_logs_name_the_config_never_secrets_and_nothing_per_validate(
 def test_debug_logs_decisions_but_never_tokens(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory({"AUTH_MODE": "insecure", "SIDECAR_LOG_LEVEL": "debug"})
     tokens = [unsigned({"sub": "alice-debug"}), unsigned({"role": "x"}), "garbage-token-text"]
-    with auth_stub(sidecar) as stub:
+    with auth_stub(sidecar.address) as stub:
         for token in tokens:
             validate(stub, token)
     assert sidecar.terminate() == 0
@@ -865,7 +879,7 @@ def test_debug_logs_decisions_but_never_tokens(sidecar_factory: StartSidecar) ->
 def test_a_user_id_cannot_forge_a_log_line(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory({"AUTH_MODE": "insecure"})
     forged = "2001-01-01 00:00:00,000 INFO auth-sidecar stopped"
-    with auth_stub(sidecar) as stub:
+    with auth_stub(sidecar.address) as stub:
         token = stub.Mint(mint_request(f"eve\n{forged}"), timeout=10).token
         assert validate(stub, token).user_id == f"eve\n{forged}"
     assert sidecar.terminate() == 0

@@ -1,4 +1,4 @@
-"""The shared conformance vectors (tests/vectors/vectors.json) against live sidecars.
+"""The shared conformance vectors (tests/vectors/vectors.json) against in-process servers.
 
 The Go and TypeScript clients run the same file in their own test suites; all must agree.
 """
@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import running
+from inprocess import in_thread
 
 from authsidecar import AuthClient
+from sidecar import config
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "vectors.json").read_text())
@@ -27,11 +28,11 @@ def absolute(env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def clients() -> Iterator[dict[str, AuthClient]]:
-    """One live sidecar per configuration, and a client for each."""
+    """One in-process server per configuration, and a client for each."""
     with ExitStack() as stack:
         yield {
             name: stack.enter_context(
-                AuthClient(stack.enter_context(running(absolute(env))).address)
+                AuthClient(stack.enter_context(in_thread(config.load(absolute(env)))))
             )
             for name, env in VECTORS["configs"].items()
         }

@@ -1,4 +1,4 @@
-"""The Python client against real sidecar processes, over TCP and a Unix socket.
+"""The Python client against real in-process servers, over TCP and a Unix socket.
 
 Also unit tests of `authsidecar.structs`, the Struct <-> dict conversion the client exposes.
 """
@@ -22,14 +22,13 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from inprocess import in_thread
 from support import (
     HS_SECRET,
     MINT_SECRET,
-    Sidecar,
     blackhole,
     closed_port,
-    running,
-    secure_env,
+    secure_config,
     sign,
     unsigned,
 )
@@ -48,20 +47,20 @@ from authsidecar.client import _mint_request
 from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2
 
-# -- sidecars ----------------------------------------------------------------------------------
+# -- servers -----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module", params=["tcp", "unix"])
 def target(request: pytest.FixtureRequest) -> str:
-    """The insecure sidecar's address, once over TCP and once as `unix:/path`."""
-    sidecar: Sidecar = request.getfixturevalue(f"insecure_{request.param}")
-    return sidecar.address
+    """The insecure in-process server's address, once over TCP and once as `unix:/path`."""
+    address: str = request.getfixturevalue(f"insecure_{request.param}")
+    return address
 
 
 @pytest.fixture(scope="module")
 def secure() -> Iterator[str]:
-    with running(secure_env("HS256", SIDECAR_MINT_SECRET=MINT_SECRET)) as sidecar:
-        yield sidecar.address
+    with in_thread(secure_config("HS256", SIDECAR_MINT_SECRET=MINT_SECRET)) as address:
+        yield address
 
 
 def same(left: Any, right: Any) -> bool:
@@ -367,8 +366,8 @@ def _address(server: socket.socket) -> str:
     return f"{host}:{port}"
 
 
-def test_context_manager_closes_the_channel(insecure_tcp: Sidecar) -> None:
-    with tap(insecure_tcp.address) as (address, client_closed):
+def test_context_manager_closes_the_channel(insecure_tcp: str) -> None:
+    with tap(insecure_tcp) as (address, client_closed):
         with AuthClient(address) as client:
             assert client.validate(unsigned({"sub": "a"})).valid
             assert not client_closed.is_set()
@@ -377,8 +376,8 @@ def test_context_manager_closes_the_channel(insecure_tcp: Sidecar) -> None:
         client.validate("x")
 
 
-async def test_async_context_manager_closes_the_channel(insecure_tcp: Sidecar) -> None:
-    with tap(insecure_tcp.address) as (address, client_closed):
+async def test_async_context_manager_closes_the_channel(insecure_tcp: str) -> None:
+    with tap(insecure_tcp) as (address, client_closed):
         async with AsyncAuthClient(address) as client:
             assert (await client.validate(unsigned({"sub": "a"}))).valid
             assert not client_closed.is_set()

@@ -1,4 +1,4 @@
-"""The example sync server, in-process, against a live sidecar."""
+"""The example sync server, in process, against an in-process server."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from support import Sidecar, unsigned
+from support import unsigned
 from sync_server import make_handler  # clients/python/examples, on pytest's pythonpath
 
 from authsidecar import AuthClient
 
 
 @pytest.fixture
-def sync_server(insecure_tcp: Sidecar) -> Iterator[str]:
-    with AuthClient(insecure_tcp.address) as client:
+def sync_server(insecure_tcp: str) -> Iterator[str]:
+    with AuthClient(insecure_tcp) as client:
         server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(client))
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
