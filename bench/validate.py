@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -45,11 +45,12 @@ def main() -> int:
 
     env = {**os.environ, **_config(args.alg), "SIDECAR_LISTEN": args.listen}
     env["SIDECAR_LOG_LEVEL"] = "info"
+    ready = Path(tempfile.mkdtemp(prefix="bench-")) / "address"
     server = subprocess.Popen(
-        [sys.executable, "-m", "sidecar", "serve"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "sidecar", "serve", "--ready-file", str(ready)], env=env
     )
     try:
-        address = _wait_for_address(server)
+        address = _wait_for_address(server, ready)
         token = subprocess.run(
             [sys.executable, "-m", "sidecar", "mint", "bench-user", "--ttl", "1h"],
             env=env,
@@ -89,8 +90,7 @@ def main() -> int:
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-        assert server.stderr is not None
-        server.stderr.close()
+        shutil.rmtree(ready.parent, ignore_errors=True)
     _report(args.alg, result.stdout)
     return 0
 
@@ -118,13 +118,20 @@ def _config(alg: str) -> dict[str, str]:
     }
 
 
-def _wait_for_address(server: subprocess.Popen[str]) -> str:
-    assert server.stderr is not None
-    for line in server.stderr:
-        match = re.search(r"serving .*listen=(\S+)", line)
-        if match:
-            return match.group(1)
-    raise RuntimeError("the sidecar exited before serving")
+def _wait_for_address(server: subprocess.Popen[bytes], ready: Path, timeout: float = 30) -> str:
+    """The address the sidecar writes to its --ready-file once it serves (a bounded poll)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return ready.read_text().strip()
+        except FileNotFoundError:
+            pass
+        try:
+            server.wait(0.01)
+        except subprocess.TimeoutExpired:
+            continue
+        raise RuntimeError(f"the sidecar exited ({server.returncode}) before serving")
+    raise RuntimeError(f"the sidecar did not serve within {timeout}s")
 
 
 def _report(alg: str, output: str) -> None:
