@@ -40,7 +40,7 @@ class Decision:
             "valid": self.valid,
             "user_id": self.user_id,
             "claims": self.claims,
-            "reason": f"REASON_{self.reason.name}",
+            "reason": self.reason.wire,
             "message": self.message,
             "expires_at": self.expires_at,
         }
