@@ -74,6 +74,14 @@ class InvalidUserId(TokenError):
     message = "Missing or invalid 'user_id'"
 
 
+class KeysUnavailable(SidecarError):
+    """No verification keys are loaded yet: no decision is possible, so adapters answer
+    UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""
+
+    def __init__(self, message: str = "no verification keys are loaded yet") -> None:
+        super().__init__(message)
+
+
 class MintError(SidecarError):
     """A Mint request was refused; the adapters map each subclass to a status code."""
 
