@@ -17,11 +17,9 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 
 from sidecar import server
-from sidecar.config import Config
+from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
-from sidecar.minter import Minter
 from sidecar.service import AuthService
-from sidecar.validator import Validator
 
 
 def assemble(config: Config) -> tuple[AuthService, EnvoyAuthorization]:
@@ -29,8 +27,8 @@ def assemble(config: Config) -> tuple[AuthService, EnvoyAuthorization]:
 
     The one place tests construct them: when the constructors change, only this changes.
     """
-    validator = Validator(config)
-    return AuthService(validator, Minter(config)), EnvoyAuthorization(validator, config.envoy)
+    validator = build_validator(config)
+    return AuthService(validator, build_minter(config)), EnvoyAuthorization(validator, config.envoy)
 
 
 @asynccontextmanager

@@ -15,6 +15,7 @@ import pytest
 from inprocess import in_thread
 
 from authsidecar import AuthClient
+from authsidecar.v1.reason import Reason
 from sidecar import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,7 @@ def test_vector(vector: dict[str, Any], clients: dict[str, AuthClient]) -> None:
     got = {
         "valid": decision.valid,
         "user_id": decision.user_id,
-        "reason": f"REASON_{decision.reason.name}",
+        "reason": Reason(decision.reason).wire,
         "message": decision.message,
     }
     assert got == vector["expect"]
