@@ -169,14 +169,19 @@ def start_sidecar(
     listen: str = "127.0.0.1:0",
     args: Sequence[str] = (),
     timeout: float = 30,
+    measured: bool = True,
 ) -> Sidecar:
     """Starts a sidecar and returns once it is serving (health is SERVING then).
 
     The sidecar writes its bound address to `--ready-file` once it serves, so port 0 works
-    without races or log scraping. `args` are extra `serve` flags.
+    without races or log scraping. `args` are extra `serve` flags. `measured=False` keeps
+    coverage (scripts/test) out of the process, for tests with a latency budget.
     """
     full_env = clean_env(env)
     full_env.setdefault("SIDECAR_LISTEN", listen)
+    if not measured:
+        for name in _COVERAGE_VARIABLES:
+            full_env.pop(name, None)
     with tempfile.TemporaryDirectory(prefix="sc-ready-") as directory:
         ready = Path(directory) / "address"
         process = subprocess.Popen(
@@ -200,6 +205,10 @@ def start_sidecar(
         raise RuntimeError(f"sidecar did not serve (exit {code}):\n" + "\n".join(log))
     sidecar.address = address
     return sidecar
+
+
+# How coverage's `patch = subprocess` hands its configuration to child processes.
+_COVERAGE_VARIABLES = ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START")
 
 
 def _read_log(process: subprocess.Popen[str], log: list[str]) -> None:
@@ -229,9 +238,11 @@ def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) ->
 
 
 @contextmanager
-def running(env: Mapping[str, str], listen: str = "127.0.0.1:0") -> Iterator[Sidecar]:
+def running(
+    env: Mapping[str, str], listen: str = "127.0.0.1:0", *, measured: bool = True
+) -> Iterator[Sidecar]:
     """A sidecar for a `with` block (or a module-scoped fixture); killed if SIGTERM hangs."""
-    sidecar = start_sidecar(env, listen)
+    sidecar = start_sidecar(env, listen, measured=measured)
     try:
         yield sidecar
     finally:

@@ -10,6 +10,9 @@ the echo's request counter, asked directly before and after.
 Stacks are shared per module and per configuration: "base" has the extra token header, the query
 parameter and the claims header switched on; "strict" strips the token, refuses preflights and
 renames the user header and the realm. Tests that stop a sidecar start their own.
+
+The sidecars here run without coverage (`measured=False`): the example gives Check 0.25 s, and
+tracing a cold sidecar on a busy machine could spend it.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ def stacks(upstream: Upstream, workdir: str) -> Iterator[Callable[[str, str], St
         def get(kind: str, mode: str) -> Stack:
             if (kind, mode) not in started:
                 extra = {"base": BASE, "strict": STRICT}[kind]
-                sidecar = cleanup.enter_context(running(sidecar_env(mode, extra)))
+                sidecar = cleanup.enter_context(running(sidecar_env(mode, extra), measured=False))
                 config = example_envoy_config(
                     upstream=f"127.0.0.1:{upstream.port}", sidecar=sidecar.address
                 )
@@ -506,7 +509,7 @@ def test_the_query_parameter_is_off_unless_configured(strict: Stack) -> None:
 def test_envoy_fails_closed_when_the_sidecar_stops(
     mode: str, upstream: Upstream, workdir: str
 ) -> None:
-    with running(sidecar_env(mode, {})) as sidecar:
+    with running(sidecar_env(mode, {}), measured=False) as sidecar:
         config = example_envoy_config(
             upstream=f"127.0.0.1:{upstream.port}", sidecar=sidecar.address
         )
