@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, envoy, service
+from sidecar import __version__, envoy, limits, service
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
@@ -24,8 +24,6 @@ from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
-# Room for Mint's claims; tokens themselves are capped far lower by SIDECAR_MAX_TOKEN_BYTES.
-MAX_MESSAGE_BYTES = 1 << 20
 # When shutdown starts, grpc core cancels the calls that have arrived but that the aio server has
 # not picked up yet (it picks them up one at a time). So the drain first keeps serving, with health
 # NOT_SERVING, until no AuthService call has started for this long; then it stops the server.
@@ -101,7 +99,10 @@ async def start(
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            (
+                "grpc.max_receive_message_length",
+                limits.max_message_bytes(config.max_token_bytes),
+            ),
             # A second sidecar on the same port must fail to start, not share the traffic.
             ("grpc.so_reuseport", 0),
         ],
