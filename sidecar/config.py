@@ -61,6 +61,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MAX_TOKEN_BYTES", "longer tokens are refused unparsed as malformed", "8192"),
     Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
     Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
+    Setting("SIDECAR_CACHE_SIZE", "valid decisions kept per worker; 0 turns it off", "10000"),
+    Setting("SIDECAR_CACHE_MAX_TTL_SECONDS", "longest a decision is kept (never past exp)", "300"),
     Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
     Setting("SIDECAR_ENVOY_TOKEN_HEADER", "Envoy: also read the token from this header"),
     Setting("SIDECAR_ENVOY_TOKEN_PARAM", "Envoy: also read the token from this query parameter"),
@@ -123,6 +125,8 @@ class Config:
     mint_max_ttl: int = 86400
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
+    cache_size: int = 10000
+    cache_max_ttl: int = 300
     log_level: str = "info"
     envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
@@ -177,6 +181,8 @@ class _Loader:
             mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
+            cache_size=self._int("SIDECAR_CACHE_SIZE", 0, 10_000_000),
+            cache_max_ttl=self._int("SIDECAR_CACHE_MAX_TTL_SECONDS", 1, 86400),
             log_level=self._log_level(),
             envoy=self._envoy(),
         )

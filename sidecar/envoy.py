@@ -21,8 +21,9 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.structs import to_struct
 from sidecar import jws, rpc
+from sidecar.cache import Decider
 from sidecar.config import EnvoyConfig
-from sidecar.validator import Decision, Validator
+from sidecar.validator import Decision
 
 NAME = "envoy.service.auth.v3.Authorization"
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 - a message, not a secret
@@ -34,7 +35,7 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Validator, settings: EnvoyConfig) -> None:
+    def __init__(self, validator: Decider, settings: EnvoyConfig) -> None:
         self._validator = validator
         self._settings = settings
         self.calls = 0

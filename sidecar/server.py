@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, envoy, limits, service
+from sidecar import __version__, cache, envoy, limits, service
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
@@ -45,7 +45,9 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    validator = Validator(config)
+    validator = cache.caching(
+        Validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+    )
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
     server, address, health_servicer = await start(config, auth, check)

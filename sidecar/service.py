@@ -11,6 +11,7 @@ import grpc
 from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import rpc
+from sidecar.cache import Decider
 from sidecar.errors import (
     MintDisabled,
     MintError,
@@ -19,7 +20,7 @@ from sidecar.errors import (
     MintUnauthenticated,
 )
 from sidecar.minter import Minter
-from sidecar.validator import Decision, Validator
+from sidecar.validator import Decision
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Validator, minter: Minter) -> None:
+    def __init__(self, validator: Decider, minter: Minter) -> None:
         self._validator = validator
         self._minter = minter
         # Calls started so far; the server's drain watches it to know when traffic has stopped.

@@ -649,6 +649,8 @@ INT_RANGES = {
     "SIDECAR_MINT_MAX_TTL_SECONDS": (1, 366 * 86400),
     "SIDECAR_MAX_CONCURRENT_RPCS": (1, 1_000_000),
     "SIDECAR_GRACE_SECONDS": (0, 3600),
+    "SIDECAR_CACHE_SIZE": (0, 10_000_000),
+    "SIDECAR_CACHE_MAX_TTL_SECONDS": (1, 86400),
 }
 _FIELD = {
     "SIDECAR_CLOCK_SKEW_SECONDS": "clock_skew",
@@ -656,6 +658,8 @@ _FIELD = {
     "SIDECAR_MINT_MAX_TTL_SECONDS": "mint_max_ttl",
     "SIDECAR_MAX_CONCURRENT_RPCS": "max_concurrent_rpcs",
     "SIDECAR_GRACE_SECONDS": "grace_seconds",
+    "SIDECAR_CACHE_SIZE": "cache_size",
+    "SIDECAR_CACHE_MAX_TTL_SECONDS": "cache_max_ttl",
 }
 
 
