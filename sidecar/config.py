@@ -6,6 +6,7 @@ returns a `Config` or raises `ConfigError` with one line per problem, each namin
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MAX_TOKEN_BYTES", "longer tokens are refused unparsed as malformed", "8192"),
     Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
     Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
+    Setting("SIDECAR_WORKERS", "server processes on one TCP port (default: the usable CPUs)"),
     Setting("SIDECAR_CACHE_SIZE", "valid decisions kept per worker; 0 turns it off", "10000"),
     Setting("SIDECAR_CACHE_MAX_TTL_SECONDS", "longest a decision is kept (never past exp)", "300"),
     Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
@@ -125,6 +127,7 @@ class Config:
     mint_max_ttl: int = 86400
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
+    workers: int = 1
     cache_size: int = 10000
     cache_max_ttl: int = 300
     log_level: str = "info"
@@ -181,6 +184,7 @@ class _Loader:
             mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
+            workers=self._int("SIDECAR_WORKERS", 1, 1024, default=_usable_cpus()),
             cache_size=self._int("SIDECAR_CACHE_SIZE", 0, 10_000_000),
             cache_max_ttl=self._int("SIDECAR_CACHE_MAX_TTL_SECONDS", 1, 86400),
             log_level=self._log_level(),
@@ -282,8 +286,8 @@ class _Loader:
             self._unusable.add(name)
             return None
 
-    def _int(self, name: str, low: int, high: int) -> int:
-        raw = self._get(name) or _DEFAULTS[name] or ""
+    def _int(self, name: str, low: int, high: int, default: int | None = None) -> int:
+        raw = self._get(name) or _DEFAULTS[name] or ("" if default is None else str(default))
         # Plain ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits.
         value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
         if not low <= value <= high:
@@ -355,6 +359,11 @@ class _Loader:
 
     def _problem(self, name: str, text: str) -> None:
         self.problems.append(f"{name}: {text}")
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (taskset and cpuset limits included)."""
+    return max(len(os.sched_getaffinity(0)), 1)
 
 
 def _is_utf8(value: str) -> bool:

@@ -34,23 +34,30 @@ class BindError(SidecarError):
     """The listen address could not be bound."""
 
 
-def run(config: Config) -> int:
-    """Serves until SIGTERM or SIGINT, then drains and returns 0."""
-    return asyncio.run(serve(config))
+def run(config: Config, worker: bool = False) -> int:
+    """Serves until SIGTERM or SIGINT, then drains and returns 0.
+
+    A supervisor's `worker` shares its port with the other workers, and also drains when the
+    supervisor is gone (see supervisor.py).
+    """
+    return asyncio.run(serve(config, worker))
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: bool = False) -> int:
     # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if worker:
+        # The supervisor holds the other end of stdin: end of file means that it died.
+        loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     validator = cache.caching(
         Validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
     )
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
-    server, address, health_servicer = await start(config, auth, check)
+    server, address, health_servicer = await start(config, auth, check, reuse_port=worker)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -68,8 +75,14 @@ async def serve(config: Config) -> int:
     await health_servicer.enter_graceful_shutdown()
     await _quiesce((auth, check), deadline)
     await server.stop(max(deadline - loop.time(), 0))
-    log.info("stopped")
+    log.info("stopped after %d calls", auth.calls + check.calls)
     return 0
+
+
+def _stop_at_end_of_input(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    if not os.read(0, 4096):
+        loop.remove_reader(0)
+        stopping.set()
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -95,7 +108,7 @@ async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: f
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization
+    config: Config, auth: AuthService, check: EnvoyAuthorization, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer."""
     server = grpc.aio.server(
@@ -105,8 +118,9 @@ async def start(
                 "grpc.max_receive_message_length",
                 limits.max_message_bytes(config.max_token_bytes),
             ),
-            # A second sidecar on the same port must fail to start, not share the traffic.
-            ("grpc.so_reuseport", 0),
+            # A second sidecar on the same port must fail to start, not share the traffic; a
+            # supervisor's workers share it, and the supervisor keeps other sidecars off it.
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     service.add_to_server(auth, server)

@@ -651,6 +651,7 @@ INT_RANGES = {
     "SIDECAR_GRACE_SECONDS": (0, 3600),
     "SIDECAR_CACHE_SIZE": (0, 10_000_000),
     "SIDECAR_CACHE_MAX_TTL_SECONDS": (1, 86400),
+    "SIDECAR_WORKERS": (1, 1024),
 }
 _FIELD = {
     "SIDECAR_CLOCK_SKEW_SECONDS": "clock_skew",
@@ -659,6 +660,7 @@ _FIELD = {
     "SIDECAR_MAX_CONCURRENT_RPCS": "max_concurrent_rpcs",
     "SIDECAR_GRACE_SECONDS": "grace_seconds",
     "SIDECAR_CACHE_SIZE": "cache_size",
+    "SIDECAR_WORKERS": "workers",
     "SIDECAR_CACHE_MAX_TTL_SECONDS": "cache_max_ttl",
 }
 
@@ -672,6 +674,10 @@ def test_int_ranges(name: str) -> None:
     for bad in (str(low - 1), str(high + 1), "abc", "1.5", "1e3", "0x10"):
         line = only_problem({"AUTH_MODE": "insecure", name: bad})
         assert line == f'{name}: must be a whole number from {low} to {high}, not "{bad}"'
+
+
+def test_workers_default_to_the_usable_cpus() -> None:
+    assert config.load({"AUTH_MODE": "insecure"}).workers == len(os.sched_getaffinity(0))
 
 
 def test_log_level() -> None:

@@ -364,7 +364,8 @@ ODD_TOKENS: dict[str, str] = {
     "100 kB": "a" * 100_000,
     "100 kB of dots": "x." * 50_000,
     "just over the limit": unsigned({"sub": "a", "pad": "x" * 8200}),
-    "900 kB": "eyJ" * 300_000,
+    # Over the gRPC message limit is RESOURCE_EXHAUSTED (below); under it, a decision.
+    "just under the message limit": "eyJ" * ((limits.max_message_bytes(8192) - 16) // 3),
     "non-ascii": "é.ü.ß",
     "nul": "\x00.\x00.\x00",
     "bearer prefix": "Bearer " + unsigned({"sub": "a"}),
