@@ -67,6 +67,7 @@ def start_sidecar(
 ) -> Iterator[Server]:
     """`auth-sidecar serve` on a free port; yields once it (every worker) serves."""
     ready = Path(directory) / f"{name}.ready"
+    ready.unlink(missing_ok=True)
     full = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "SIDECAR_"))}
     full.update({"SIDECAR_LISTEN": "127.0.0.1:0", "SIDECAR_LOG_LEVEL": "warning", **env})
     process = subprocess.Popen(
