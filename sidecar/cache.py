@@ -19,11 +19,13 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from sidecar import claims as rules
 from sidecar.errors import TokenError
 from sidecar.validator import Decision
+
+T = TypeVar("T")
 
 # 16 bytes of BLAKE2b: collisions are out of reach (2^64 work), and the digest is cheap.
 DIGEST_BYTES = 16
@@ -109,3 +111,31 @@ def caching(
     if size == 0:
         return validator
     return CachingValidator(validator, size, max_ttl, skew, clock)
+
+
+class Responses(Generic[T]):
+    """Wire responses built once per cached decision, for the adapters.
+
+    A cache hit hands out the very `Decision` object that was stored, so the response built for it
+    the first time can be sent again: nothing changes a protobuf response once it is built. Keyed
+    by the decision's identity and a `variant` (Check: where the token was found). Each entry keeps
+    its decision alive, so an id cannot be reused while the entry exists. Bounded, oldest first.
+    Only valid decisions are kept, as in the cache. `size` 0 builds every response afresh.
+    """
+
+    def __init__(self, build: Callable[[Decision, str], T], size: int) -> None:
+        self._build = build
+        self._size = size
+        self._items: dict[tuple[int, str], tuple[Decision, T]] = {}
+
+    def get(self, decision: Decision, variant: str = "") -> T:
+        key = (id(decision), variant)
+        entry = self._items.get(key)
+        if entry is not None and entry[0] is decision:
+            return entry[1]
+        response = self._build(decision, variant)
+        if self._size and decision.valid:
+            self._items[key] = (decision, response)
+            if len(self._items) > self._size:
+                del self._items[next(iter(self._items))]
+        return response

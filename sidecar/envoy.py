@@ -21,7 +21,7 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.structs import to_struct
 from sidecar import jws, rpc
-from sidecar.cache import Decider
+from sidecar.cache import Decider, Responses
 from sidecar.config import EnvoyConfig
 from sidecar.validator import Decision
 
@@ -35,9 +35,11 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Decider, settings: EnvoyConfig) -> None:
+    def __init__(self, validator: Decider, settings: EnvoyConfig, memo_size: int = 0) -> None:
+        """`memo_size`: as for AuthService, responses to valid decisions kept for reuse."""
         self._validator = validator
         self._settings = settings
+        self._responses = Responses(self.respond, memo_size)
         self.calls = 0
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
@@ -60,7 +62,7 @@ class EnvoyAuthorization:
         token, source = self._find_token(headers, http.path)
         if token is None:
             return self._missing
-        return self.respond(self._validator.decide(token), source)
+        return self._responses.get(self._validator.decide(token), source)
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""

@@ -55,8 +55,8 @@ async def serve(config: Config, worker: bool = False) -> int:
     validator = cache.caching(
         Validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
     )
-    auth = AuthService(validator, Minter(config))
-    check = EnvoyAuthorization(validator, config.envoy)
+    auth = AuthService(validator, Minter(config), config.cache_size)
+    check = EnvoyAuthorization(validator, config.envoy, config.cache_size)
     server, address, health_servicer = await start(config, auth, check, reuse_port=worker)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:

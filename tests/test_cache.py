@@ -8,10 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from envoy.service.auth.v3 import external_auth_pb2
 from support import insecure_config, secure_config, sign, unsigned
 
-from sidecar.cache import DIGEST_BYTES, CachingValidator, caching
+from authsidecar.v1 import auth_pb2
+from sidecar.cache import DIGEST_BYTES, CachingValidator, Responses, caching
+from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import Reason
+from sidecar.minter import Minter
+from sidecar.service import AuthService, to_response
 from sidecar.validator import Decision, Validator
 
 NOW = 1_700_000_000
@@ -166,3 +171,54 @@ def test_size_zero_means_no_cache(clock: Clock) -> None:
     assert isinstance(caching(validator, 1, MAX_TTL, SKEW), CachingValidator)
     with pytest.raises(ValueError, match="size 0"):
         CachingValidator(validator, 0, MAX_TTL, SKEW)
+
+
+def test_responses_are_built_once_per_cached_decision(clock: Clock) -> None:
+    cached, _ = make(clock)
+    built: list[tuple[Decision, str]] = []
+
+    def build(decision: Decision, variant: str) -> object:
+        built.append((decision, variant))
+        return object()
+
+    responses = Responses(build, size=2)
+    good = cached.decide(token())
+    first = responses.get(good, "authorization")
+    assert responses.get(cached.decide(token()), "authorization") is first
+    assert responses.get(good, "x-token") is not first  # another variant, another response
+    refused = cached.decide("garbage")
+    assert responses.get(refused) is not responses.get(refused)  # refusals are never kept
+    assert len(built) == 4
+    for i in range(3):  # bounded: the oldest goes first
+        responses.get(cached.decide(token(sub=f"u{i}")))
+    assert responses.get(good, "authorization") is not first
+
+
+def test_size_zero_builds_every_response(clock: Clock) -> None:
+    cached, _ = make(clock)
+    responses = Responses(lambda decision, variant: object(), size=0)
+    good = cached.decide(token())
+    assert responses.get(good) is not responses.get(good)
+
+
+async def test_validate_and_check_answer_a_hit_with_the_response_of_the_first_call(
+    clock: Clock,
+) -> None:
+    cfg = secure_config("HS256")
+    cached = CachingValidator(Validator(cfg, clock=clock), 100, MAX_TTL, SKEW, clock)
+    auth = AuthService(cached, Minter(cfg), memo_size=100)
+    good = token()
+    first = await auth.Validate(auth_pb2.ValidateRequest(token=good), None)  # type: ignore[arg-type]
+    again = await auth.Validate(auth_pb2.ValidateRequest(token=good), None)  # type: ignore[arg-type]
+    assert again is first and first == to_response(cached.decide(good))
+    check = EnvoyAuthorization(cached, cfg.envoy, memo_size=100)
+    request = external_auth_pb2.CheckRequest()
+    request.attributes.request.http.headers["authorization"] = f"Bearer {good}"
+    allowed = await check.Check(request, None)  # type: ignore[arg-type]
+    assert await check.Check(request, None) is allowed  # type: ignore[arg-type]
+    assert allowed == check.respond(cached.decide(good), "authorization")
+    clock.now = NOW + 60 + SKEW + 1  # expired: never the stored response
+    assert (await auth.Validate(auth_pb2.ValidateRequest(token=good), None)).reason == (  # type: ignore[arg-type]
+        auth_pb2.REASON_EXPIRED
+    )
+    assert (await check.Check(request, None)).denied_response.status.code == 401  # type: ignore[arg-type]
