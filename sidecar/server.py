@@ -15,12 +15,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sidecar import __version__, cache, envoy, limits, service
-from sidecar.config import INSECURE, Config
+from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
-from sidecar.minter import Minter
+from sidecar.policy import Mode
 from sidecar.service import AuthService
-from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
@@ -53,9 +52,9 @@ async def serve(config: Config, worker: bool = False) -> int:
         # The supervisor holds the other end of stdin: end of file means that it died.
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     validator = cache.caching(
-        Validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
     )
-    auth = AuthService(validator, Minter(config), config.cache_size)
+    auth = AuthService(validator, build_minter(config), config.cache_size)
     check = EnvoyAuthorization(validator, config.envoy, config.cache_size)
     server, address, health_servicer = await start(config, auth, check, reuse_port=worker)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
@@ -67,7 +66,7 @@ async def serve(config: Config, worker: bool = False) -> int:
             raise BindError(
                 f"SIDECAR_READY_FILE: cannot write {config.ready_file}: {error.strerror}"
             ) from None
-    if config.mode == INSECURE:
+    if config.mode is Mode.INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)

@@ -13,11 +13,11 @@ from support import insecure_config, secure_config, sign, unsigned
 
 from authsidecar.v1 import auth_pb2
 from sidecar.cache import DIGEST_BYTES, CachingValidator, Responses, caching
+from sidecar.config import build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import Reason
-from sidecar.minter import Minter
 from sidecar.service import AuthService, to_response
-from sidecar.validator import Decision, Validator
+from sidecar.validator import Decision
 
 NOW = 1_700_000_000
 SKEW = 2
@@ -44,7 +44,7 @@ def make(
 ) -> tuple[CachingValidator, Callable[[str], Decision]]:
     """A cache in front of a Validator, and an uncached Validator on the same clock."""
     cfg = secure_config(alg, SIDECAR_CLOCK_SKEW_SECONDS=str(SKEW))
-    validator = Validator(cfg, clock=clock)
+    validator = build_validator(cfg, clock=clock)
     return CachingValidator(validator, size, MAX_TTL, SKEW, clock), validator.decide
 
 
@@ -156,7 +156,7 @@ def test_the_cache_holds_digests_never_tokens(clock: Clock) -> None:
 
 
 def test_insecure_tokens_without_exp_live_until_max_ttl(clock: Clock) -> None:
-    validator = Validator(insecure_config(), clock=clock)
+    validator = build_validator(insecure_config(), clock=clock)
     cached = CachingValidator(validator, 10, MAX_TTL, SKEW, clock)
     plain = unsigned({"sub": "a"})
     first = cached.decide(plain)
@@ -166,7 +166,7 @@ def test_insecure_tokens_without_exp_live_until_max_ttl(clock: Clock) -> None:
 
 
 def test_size_zero_means_no_cache(clock: Clock) -> None:
-    validator = Validator(insecure_config(), clock=clock)
+    validator = build_validator(insecure_config(), clock=clock)
     assert caching(validator, 0, MAX_TTL, SKEW) is validator
     assert isinstance(caching(validator, 1, MAX_TTL, SKEW), CachingValidator)
     with pytest.raises(ValueError, match="size 0"):
@@ -205,8 +205,8 @@ async def test_validate_and_check_answer_a_hit_with_the_response_of_the_first_ca
     clock: Clock,
 ) -> None:
     cfg = secure_config("HS256")
-    cached = CachingValidator(Validator(cfg, clock=clock), 100, MAX_TTL, SKEW, clock)
-    auth = AuthService(cached, Minter(cfg), memo_size=100)
+    cached = CachingValidator(build_validator(cfg, clock=clock), 100, MAX_TTL, SKEW, clock)
+    auth = AuthService(cached, build_minter(cfg), memo_size=100)
     good = token()
     first = await auth.Validate(auth_pb2.ValidateRequest(token=good), None)  # type: ignore[arg-type]
     again = await auth.Validate(auth_pb2.ValidateRequest(token=good), None)  # type: ignore[arg-type]

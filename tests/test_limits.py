@@ -9,13 +9,13 @@ from support import insecure_config
 
 from authsidecar.v1 import auth_pb2
 from sidecar import limits
+from sidecar.config import build_minter
 from sidecar.errors import MintInvalidArgument
-from sidecar.minter import Minter
 
 
 def _largest_mint(max_token_bytes: int, item: object) -> auth_pb2.MintRequest:
     """The Mint request with the most `item`s in a list claim whose token still fits."""
-    minter = Minter(insecure_config(SIDECAR_MAX_TOKEN_BYTES=str(max_token_bytes)))
+    minter = build_minter(insecure_config(SIDECAR_MAX_TOKEN_BYTES=str(max_token_bytes)))
     low, high = 0, max_token_bytes
     while low < high:  # the largest count that Mint accepts
         middle = (low + high + 1) // 2
