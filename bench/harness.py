@@ -35,6 +35,26 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`: servers, and a supervisor's workers under it."""
+    found = []
+    for child in _children(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time used so far by `pids` (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pids: Sequence[int], field: str = "VmRSS") -> int:
     """The sum of `field` (VmRSS, or VmHWM for the peak) over `pids`, in KiB."""
     total = 0
