@@ -803,12 +803,14 @@ def _plot(results: Results, path: Path) -> None:
         swept.setdefault(p.scenario, []).append(p)
     swept = {k: v for k, v in swept.items() if len(v) > 1}
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
-    for scenario, points in swept.items():
+    colors = plt.get_cmap("tab20").colors
+    for index, (scenario, points) in enumerate(swept.items()):
         points.sort(key=lambda p: p.concurrency)
         xs = [p.concurrency for p in points]
-        left.plot(xs, [p.rps for p in points], marker="o", label=scenario)
-        if any(p.p99_ms for p in points):
-            right.plot(xs, [p.p99_ms for p in points], marker="o", label=scenario)
+        style = {"marker": "o", "color": colors[index % len(colors)], "label": scenario}
+        left.plot(xs, [p.rps for p in points], **style)
+        if any(p.p99_ms for p in points):  # h2load gives no percentiles
+            right.plot(xs, [p.p99_ms for p in points], **style)
     for axis, label in ((left, "req/s"), (right, "p99 (ms)")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
