@@ -37,6 +37,10 @@ class Auth(auth_pb2_grpc.AuthServiceServicer):
     async def Validate(self, request: Any, context: Any) -> auth_pb2.ValidateResponse:  # noqa: N802
         return VALID
 
+    async def Mint(self, request: Any, context: Any) -> auth_pb2.MintResponse:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the baseline does not mint")
+        raise AssertionError("abort raises")
+
 
 class Check(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802

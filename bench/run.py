@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def _ms(text: str) -> float:
 
 
 def grpc_frame(message: Any) -> bytes:
-    body = message.SerializeToString()
+    body: bytes = message.SerializeToString()
     return b"\x00" + len(body).to_bytes(4, "big") + body
 
 
@@ -482,7 +483,7 @@ class Run:
             print(f"  {scenario}: skipped, {needs} is not installed (bench/tools)", flush=True)
             return
         for level in self.levels:
-            self.results.add(measured(scenario, lambda level=level: measure(level), note))
+            self.results.add(measured(scenario, partial(measure, level), note))
 
 
 def measured(scenario: str, measure: Callable[[], Point], note: str = "") -> Point:
@@ -520,7 +521,7 @@ def grpc_scenarios(run: Run) -> None:
             frame = grpc_frame(auth_pb2.ValidateRequest(token=one[alg]))
             run.sweep(
                 f"sidecar Validate {alg} hits (h2load)",
-                lambda c, f=frame, a=server.address: h2load(a, VALIDATE, f, c, s),
+                partial(h2load, server.address, VALIDATE, frame, seconds=s),
                 "one token, cache on",
             )
         if not available("ghz"):
@@ -530,7 +531,7 @@ def grpc_scenarios(run: Run) -> None:
             data = [{"token": t} for t in many[alg]]
             run.sweep(
                 f"sidecar Validate {alg} misses (ghz)",
-                lambda c, d=data, a=server.address: ghz(a, VALIDATE[1:], run.protoset, c, s, d),
+                partial(ghz, server.address, VALIDATE[1:], run.protoset, seconds=s, data=data),
                 f"{run.distinct} tokens, cache off",
                 needs="ghz",
             )
@@ -593,7 +594,7 @@ def workers_scenarios(run: Run) -> None:
             run.results.add(
                 measured(
                     f"sidecar Validate HS256 hits, {workers} worker(s)",
-                    lambda a=server.address: h2load(a, VALIDATE, frame, level, run.seconds),
+                    partial(h2load, server.address, VALIDATE, frame, level, run.seconds),
                 )
             )
 
@@ -613,8 +614,8 @@ def latency_scenarios(run: Run) -> None:
             run.results.add(
                 measured(
                     f"sidecar Validate RS256 {label} at half load",
-                    lambda a=server.address, d=data, r=rate: ghz(
-                        a, VALIDATE[1:], run.protoset, 16, run.seconds, d, r
+                    partial(
+                        ghz, server.address, VALIDATE[1:], run.protoset, 16, run.seconds, data, rate
                     ),
                     f"--rps {rate} of a {peak.rps:.0f} peak",
                 )
@@ -806,19 +807,19 @@ def _plot(results: Results, path: Path) -> None:
     except ImportError:
         print("bench: no matplotlib (pip install '.[bench]'): no plot", file=sys.stderr)
         return
-    swept = {}
+    swept: dict[str, list[Point]] = {}
     for p in results.points:
         swept.setdefault(p.scenario, []).append(p)
     swept = {k: v for k, v in swept.items() if len(v) > 1}
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
-    colors = plt.get_cmap("tab20").colors
+    colors = plt.get_cmap("tab20")
     for index, (scenario, points) in enumerate(swept.items()):
         points.sort(key=lambda p: p.concurrency)
         xs = [p.concurrency for p in points]
-        style = {"marker": "o", "color": colors[index % len(colors)], "label": scenario}
-        left.plot(xs, [p.rps for p in points], **style)
+        color = colors(index % 20)
+        left.plot(xs, [p.rps for p in points], marker="o", color=color, label=scenario)
         if any(p.p99_ms for p in points):  # h2load gives no percentiles
-            right.plot(xs, [p.p99_ms for p in points], **style)
+            right.plot(xs, [p.p99_ms for p in points], marker="o", color=color)
     for axis, label in ((left, "req/s"), (right, "p99 (ms)")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
