@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 
-from sidecar import server
+from sidecar import cache, server
 from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.service import AuthService
@@ -27,8 +27,11 @@ def assemble(config: Config) -> tuple[AuthService, EnvoyAuthorization]:
 
     The one place tests construct them: when the constructors change, only this changes.
     """
-    validator = build_validator(config)
-    return AuthService(validator, build_minter(config)), EnvoyAuthorization(validator, config.envoy)
+    validator = cache.caching(
+        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+    )
+    auth = AuthService(validator, build_minter(config), config.cache_size)
+    return auth, EnvoyAuthorization(validator, config.envoy, config.cache_size)
 
 
 @asynccontextmanager

@@ -179,6 +179,8 @@ def start_sidecar(
     """
     full_env = clean_env(env)
     full_env.setdefault("SIDECAR_LISTEN", listen)
+    # One process unless a test asks for workers: a supervisor per test would only add time.
+    full_env.setdefault("SIDECAR_WORKERS", "1")
     if not measured:
         for name in _COVERAGE_VARIABLES:
             full_env.pop(name, None)
