@@ -136,6 +136,34 @@ func TestInsecureValidateAndMint(t *testing.T) {
 		}
 	})
 
+	t.Run("a claim named __proto__ round-trips at every depth", func(t *testing.T) {
+		// The TypeScript client once dropped it; the three clients keep it alike.
+		tricky := map[string]any{
+			"__proto__": map[string]any{"role": "admin", "__proto__": []any{int64(1), map[string]any{"__proto__": "deepest"}}},
+			"list":      []any{map[string]any{"__proto__": nil}},
+		}
+		d, err := c.Validate(t.Context(), sidecartest.Unsigned(map[string]any{"sub": "alice", "__proto__": tricky["__proto__"], "list": tricky["list"]}))
+		if err != nil || !d.Valid {
+			t.Fatalf("%+v, %v", d, err)
+		}
+		delete(d.Claims, "sub")
+		if !reflect.DeepEqual(d.Claims, tricky) {
+			t.Errorf("Validate's claims %#v, want %#v", d.Claims, tricky)
+		}
+		m, err := c.Mint(t.Context(), "bob", authsidecar.WithClaims(tricky))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err = c.Validate(t.Context(), m.Token)
+		if err != nil || !d.Valid {
+			t.Fatalf("%+v, %v", d, err)
+		}
+		delete(d.Claims, "user_id")
+		if !reflect.DeepEqual(d.Claims, tricky) {
+			t.Errorf("minted claims %#v, want %#v", d.Claims, tricky)
+		}
+	})
+
 	t.Run("mint without ttl has no expiry", func(t *testing.T) {
 		m, err := c.Mint(t.Context(), "bob")
 		if err != nil {
@@ -364,7 +392,7 @@ func TestDefaultDeadline(t *testing.T) {
 // gRPC's retry policy (set by WithRetry) makes.
 func TestRetry(t *testing.T) {
 	t.Parallel()
-	const fast = time.Millisecond // the backoff, to keep the test quick
+	const fast = authsidecar.MinRetryBackoff // to keep the test quick
 
 	t.Run("default attempts: Validate and Mint succeed after 2 failures", func(t *testing.T) {
 		t.Parallel()

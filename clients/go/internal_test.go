@@ -129,7 +129,7 @@ func TestDialChecksOptions(t *testing.T) {
 		"empty target":           nil,
 		"zero attempts":          {WithRetry(0, time.Second)},
 		"beyond gRPC's limit":    {WithRetry(6, time.Second)},
-		"sub-ms backoff":         {WithRetry(3, time.Microsecond)},
+		"backoff below 10ms":     {WithRetry(3, 5*time.Millisecond)},
 		"negative timeout":       {WithTimeout(-time.Second)},
 		"empty unix path":        {WithUnixSocket("")},
 		"nil credentials":        {WithTransportCredentials(nil)},

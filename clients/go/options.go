@@ -32,6 +32,10 @@ const (
 
 	// MaxRetryAttempts is gRPC's limit on the attempts of one call.
 	MaxRetryAttempts = 5
+
+	// MinRetryBackoff is the shortest backoff WithRetry takes (grpc-core, under the Python
+	// client, can stall a retry with a 1 ms backoff; all three clients share the limit).
+	MinRetryBackoff = 10 * time.Millisecond
 )
 
 // Option configures a Client; pass options to Dial.
@@ -104,7 +108,7 @@ func WithTimeout(timeout time.Duration) Option {
 
 // WithRetry sets how calls that fail with codes.Unavailable are retried, by gRPC's own retry
 // policy (the client's default service config): attempts is the total number of tries, from 1
-// (no retries) to MaxRetryAttempts (default DefaultRetryAttempts), and backoff, at least a millisecond
+// (no retries) to MaxRetryAttempts (default DefaultRetryAttempts), and backoff, at least MinRetryBackoff
 // unless attempts is 1, bounds the first pause (default DefaultRetryBackoff). gRPC waits a random time
 // below min(backoff·2^(n-1), max(backoff, MaxRetryBackoff)) before retry n. The call's deadline
 // covers every attempt; other codes are never retried. The TypeScript and Python clients send
@@ -119,8 +123,8 @@ func WithRetry(attempts int, backoff time.Duration) Option {
 			s.fail(fmt.Errorf("authsidecar: WithRetry: attempts must be from 1 to %d, not %d", MaxRetryAttempts, attempts))
 			return
 		}
-		if attempts > 1 && backoff < time.Millisecond {
-			s.fail(fmt.Errorf("authsidecar: WithRetry: backoff must be at least 1ms, not %v", backoff))
+		if attempts > 1 && backoff < MinRetryBackoff {
+			s.fail(fmt.Errorf("authsidecar: WithRetry: backoff must be at least %v, not %v", MinRetryBackoff, backoff))
 			return
 		}
 		s.attempts, s.backoff = attempts, backoff

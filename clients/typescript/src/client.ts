@@ -24,6 +24,9 @@ export const MAX_RETRY_BACKOFF_MS = 1000;
 /** gRPC's limit on attempts per call: a retry policy asking for more gets 5. */
 export const MAX_RETRY_ATTEMPTS = 5;
 
+/** The shortest backoff, in milliseconds (grpc-core, under the Python client, can stall a retry with 1 ms). */
+export const MIN_RETRY_BACKOFF_MS = 10;
+
 const SERVICE = "authsidecar.v1.AuthService";
 
 /** How an {@link AuthClient} connects. Every field is optional. */
@@ -45,7 +48,7 @@ export interface AuthClientOptions {
    */
   retryAttempts?: number;
   /**
-   * The longest pause before the first retry, in milliseconds (positive); each later pause may be
+   * The longest pause before the first retry, in milliseconds (at least 10); each later pause may be
    * twice as long as the one before, up to {@link MAX_RETRY_BACKOFF_MS} (1000) or this backoff if
    * longer. Default: {@link DEFAULT_RETRY_BACKOFF_MS} (100).
    */
@@ -256,16 +259,16 @@ export function isServiceError(error: unknown): error is grpc.ServiceError {
  * random time below min(backoff × 2^(n-1), max(backoff, 1 s)). No other code is retried, and the
  * call's deadline covers every attempt. The Go and Python clients send the very same policy.
  *
- * @throws RangeError when `attempts` is not an integer from 1 to 5, or `backoffMs` is not positive
- *   (and finite) while retries are on.
+ * @throws RangeError when `attempts` is not an integer from 1 to 5, or `backoffMs` is below 10
+ *   (or not finite) while retries are on.
  */
 export function retryServiceConfig(attempts: number, backoffMs: number): object {
   if (!Number.isInteger(attempts) || attempts < 1 || attempts > MAX_RETRY_ATTEMPTS) {
     throw new RangeError(`retryAttempts must be an integer from 1 to ${MAX_RETRY_ATTEMPTS}, not ${attempts}`);
   }
   if (attempts === 1) return {};
-  if (!Number.isFinite(backoffMs) || backoffMs <= 0) {
-    throw new RangeError(`retryBackoffMs must be a positive number of milliseconds, not ${backoffMs}`);
+  if (!Number.isFinite(backoffMs) || backoffMs < MIN_RETRY_BACKOFF_MS) {
+    throw new RangeError(`retryBackoffMs must be at least ${MIN_RETRY_BACKOFF_MS} ms, not ${backoffMs}`);
   }
   return {
     methodConfig: [

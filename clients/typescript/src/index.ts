@@ -20,6 +20,7 @@ export {
   DEFAULT_TIMEOUT_MS,
   MAX_RETRY_ATTEMPTS,
   MAX_RETRY_BACKOFF_MS,
+  MIN_RETRY_BACKOFF_MS,
   isServiceError,
   retryServiceConfig,
   type AuthClientOptions,

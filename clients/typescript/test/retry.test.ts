@@ -9,6 +9,7 @@ import {
   AuthClient,
   DEFAULT_RETRY_ATTEMPTS,
   MAX_RETRY_ATTEMPTS,
+  MIN_RETRY_BACKOFF_MS,
   isServiceError,
   retryServiceConfig,
   status,
@@ -23,7 +24,7 @@ async function withFlaky(
   code?: status,
 ): Promise<void> {
   const server = await flakyServer(failures, code);
-  const client = new AuthClient(server.address, { retryBackoffMs: 1, timeoutMs: 10_000, ...options });
+  const client = new AuthClient(server.address, { retryBackoffMs: MIN_RETRY_BACKOFF_MS, timeoutMs: 10_000, ...options });
   try {
     await body(client, server);
   } finally {
@@ -82,7 +83,7 @@ describe("retries on UNAVAILABLE", () => {
     for (const retryAttempts of [0, 6, 2.5, Number.NaN]) {
       assert.throws(() => new AuthClient("127.0.0.1:1", { retryAttempts }), RangeError);
     }
-    for (const retryBackoffMs of [0, -1, Number.POSITIVE_INFINITY]) {
+    for (const retryBackoffMs of [0, -1, 5, Number.POSITIVE_INFINITY]) {
       assert.throws(() => new AuthClient("127.0.0.1:1", { retryBackoffMs }), RangeError);
     }
     new AuthClient("127.0.0.1:1", { retryAttempts: 1, retryBackoffMs: 0 }).close();
