@@ -102,7 +102,7 @@ def test_reason_prints_its_wire_name_as_go_and_typescript_do() -> None:
     assert str(Reason.EXPIRED) == "REASON_EXPIRED" == Reason.EXPIRED.wire
     assert f"{Reason.MALFORMED}" == "REASON_MALFORMED"
     assert str(Reason(99)) == "REASON_UNKNOWN_99"
-    assert Reason.EXPIRED == 4  # still the proto's number
+    assert int(Reason.EXPIRED) == auth_pb2.REASON_EXPIRED  # still the proto's number
 
 
 def test_package_exports() -> None:

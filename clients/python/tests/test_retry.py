@@ -53,7 +53,9 @@ class Flaky(auth_pb2_grpc.AuthServiceServicer):
 
 
 @contextmanager
-def flaky(failures: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> Iterator[Any]:
+def flaky(
+    failures: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+) -> Iterator[tuple[str, Flaky]]:
     """A Flaky server on 127.0.0.1; yields (address, servicer)."""
     servicer = Flaky(failures, code)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
