@@ -1,6 +1,6 @@
 """The Python client against real sidecar processes, over TCP and a Unix socket.
 
-Also unit tests of `authsidecar.structs`, the Struct <-> dict conversion the client exposes.
+Also unit tests of `authsidecar.v1.structs`, the Struct <-> dict conversion the client uses.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ from authsidecar import (
 )
 from authsidecar import client as client_module
 from authsidecar.client import _mint_request
-from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2
+from authsidecar.v1.reason import Reason as SharedReason
+from authsidecar.v1.structs import from_struct, to_struct
 
 # -- sidecars ----------------------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ def test_reason_matches_the_proto_enum() -> None:
 
 
 def test_reason_prints_its_wire_name_as_go_and_typescript_do() -> None:
+    assert Reason is SharedReason  # the one definition the server uses too
     assert str(Reason.EXPIRED) == "REASON_EXPIRED" == Reason.EXPIRED.wire
     assert f"{Reason.MALFORMED}" == "REASON_MALFORMED"
     assert str(Reason(99)) == "REASON_UNKNOWN_99"

@@ -6,7 +6,6 @@ exception; refused Mint calls and transport failures raise `grpc.RpcError`.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,9 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.reason import Reason
+from authsidecar.v1.structs import from_struct, to_struct
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take before it fails with DEADLINE_EXCEEDED."""
@@ -40,44 +40,6 @@ MIN_RETRY_BACKOFF = 0.01
 """The shortest backoff, in seconds: grpc-core 1.85 can stall a retry with a 1 ms backoff."""
 
 ChannelOptions = Sequence[tuple[str, Any]]
-
-
-class Reason(enum.IntEnum):
-    """Why a token was refused; the names drop the proto's `REASON_` prefix.
-
-    `str()` and `wire` give the proto's name, such as `REASON_EXPIRED`, as Go and TypeScript print.
-    """
-
-    UNSPECIFIED = 0
-    MALFORMED = 1
-    ALGORITHM_MISMATCH = 2
-    BAD_SIGNATURE = 3
-    EXPIRED = 4
-    NOT_YET_VALID = 5
-    MISSING_CLAIM = 6
-    INVALID_CLAIM = 7
-    INVALID_USER_ID = 8
-
-    @classmethod
-    def _missing_(cls, value: object) -> Reason | None:
-        """A reason added to the proto after this client was built is kept, not an error."""
-        if not isinstance(value, int):
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = f"UNKNOWN_{value}"
-        member._value_ = value
-        return member
-
-    @property
-    def wire(self) -> str:
-        """The proto enum's value name, such as `REASON_EXPIRED`."""
-        return f"REASON_{self.name}"
-
-    def __str__(self) -> str:
-        return self.wire
-
-    def __format__(self, spec: str) -> str:
-        return format(self.wire, spec)
 
 
 @dataclass(frozen=True)
