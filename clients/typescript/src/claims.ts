@@ -38,7 +38,7 @@ export function takeField(bytes: Uint8Array, fieldNumber: number): { rest: Uint8
 
 /** A Struct's encoding as JSON values; every key, `__proto__` included, is an own property. */
 export function claimsFromBinary(bytes: Uint8Array): Record<string, unknown> {
-  return toJson(StructSchema, fromBinary(StructSchema, bytes)) as Record<string, unknown>;
+  return toJson(StructSchema, fromBinary(StructSchema, bytes));
 }
 
 /**

@@ -29,6 +29,13 @@ function assertTricky(claims: Record<string, unknown>): void {
   assert.deepStrictEqual(claims, TRICKY);
 }
 
+/** `claims` without the sidecar's own claims (`user_id` and the times). */
+function extra(claims: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...claims }; // spreading keeps an own `__proto__` as an own property
+  for (const key of ["user_id", "iat", "nbf", "exp"]) delete out[key];
+  return out;
+}
+
 describe("a claim named __proto__", () => {
   let insecure!: Sidecar;
   let secure!: Sidecar;
@@ -67,14 +74,15 @@ describe("a claim named __proto__", () => {
     try {
       const minted = await client.mint("bob", { claims: TRICKY, mintSecret: MINT_SECRET, ttlSeconds: 60 });
       const payload = payloadOf(minted.token);
-      const { user_id: userId, iat, nbf, exp, ...extra } = payload;
-      assert.deepEqual([userId, typeof iat, typeof nbf, typeof exp], ["bob", "number", "number", "number"]);
-      assertTricky(extra);
+      assert.deepEqual(
+        [payload.user_id, typeof payload.iat, typeof payload.nbf, typeof payload.exp],
+        ["bob", "number", "number", "number"],
+      );
+      assertTricky(extra(payload));
       const decision = await client.validate(minted.token);
       assert.equal(decision.valid, true, decision.message);
       assert.equal(decision.userId, "bob");
-      const { user_id: _u, iat: _i, nbf: _n, exp: _e, ...back } = decision.claims;
-      assertTricky(back);
+      assertTricky(extra(decision.claims));
     } finally {
       client.close();
     }
