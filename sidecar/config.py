@@ -8,6 +8,7 @@ table, plus the rules that join several settings (keys, the mint secret, the mod
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -123,6 +124,13 @@ def _listen(raw: str) -> str:
     if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise Invalid(f'must be host:port, [v6]:port or unix:/path, not "{raw}"')
     return raw
+
+
+def _workers(raw: str) -> int:
+    """`auto`: the CPUs this process may run on (taskset and cpuset limits included)."""
+    if raw == "auto":
+        return max(len(os.sched_getaffinity(0)), 1)
+    return int(_whole(1, 1024)(raw))
 
 
 def _mint_secret(raw: str) -> bytes:
@@ -302,6 +310,30 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_WORKERS",
+        "server processes on one TCP port; `auto`: one per usable CPU",
+        _workers,
+        "auto",
+        "workers",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_SIZE",
+        "valid decisions kept per worker; 0 turns the cache off",
+        _whole(0, 10_000_000),
+        "10000",
+        "cache_size",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_MAX_TTL_SECONDS",
+        "longest a decision is kept (never past exp)",
+        _whole(1, 86400),
+        "300",
+        "cache_max_ttl",
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_LOG_LEVEL",
         "debug, info, warning or error",
         _log_level,
@@ -407,6 +439,9 @@ class Config:
     mint_max_ttl: int
     max_concurrent_rpcs: int
     grace_seconds: float
+    workers: int
+    cache_size: int
+    cache_max_ttl: int
     log_level: str
     envoy: EnvoyConfig
     verifier: Verifier | None = field(repr=False)

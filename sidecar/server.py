@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, envoy, service
+from sidecar import __version__, cache, envoy, limits, service
 from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
@@ -23,8 +23,6 @@ from sidecar.service import AuthService
 
 log = logging.getLogger("auth-sidecar")
 
-# Room for Mint's claims; tokens themselves are capped far lower by SIDECAR_MAX_TOKEN_BYTES.
-MAX_MESSAGE_BYTES = 1 << 20
 # When shutdown starts, grpc core cancels the calls that have arrived but that the aio server has
 # not picked up yet (it picks them up one at a time). So the drain first keeps serving, with health
 # NOT_SERVING, until no AuthService call has started for this long; then it stops the server.
@@ -35,21 +33,30 @@ class BindError(SidecarError):
     """The listen address could not be bound."""
 
 
-def run(config: Config) -> int:
-    """Serves until SIGTERM or SIGINT, then drains and returns 0."""
-    return asyncio.run(serve(config))
+def run(config: Config, worker: bool = False) -> int:
+    """Serves until SIGTERM or SIGINT, then drains and returns 0.
+
+    A supervisor's `worker` shares its port with the other workers, and also drains when the
+    supervisor is gone (see supervisor.py).
+    """
+    return asyncio.run(serve(config, worker))
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: bool = False) -> int:
     # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    validator = build_validator(config)
-    auth = AuthService(validator, build_minter(config))
-    check = EnvoyAuthorization(validator, config.envoy)
-    server, address, health_servicer = await start(config, auth, check)
+    if worker:
+        # The supervisor holds the other end of stdin: end of file means that it died.
+        loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
+    validator = cache.caching(
+        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+    )
+    auth = AuthService(validator, build_minter(config), config.cache_size)
+    check = EnvoyAuthorization(validator, config.envoy, config.cache_size)
+    server, address, health_servicer = await start(config, auth, check, reuse_port=worker)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -67,8 +74,14 @@ async def serve(config: Config) -> int:
     await health_servicer.enter_graceful_shutdown()
     await _quiesce((auth, check), deadline)
     await server.stop(max(deadline - loop.time(), 0))
-    log.info("stopped")
+    log.info("stopped after %d calls", auth.calls + check.calls)
     return 0
+
+
+def _stop_at_end_of_input(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    if not os.read(0, 4096):
+        loop.remove_reader(0)
+        stopping.set()
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -94,15 +107,19 @@ async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: f
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization
+    config: Config, auth: AuthService, check: EnvoyAuthorization, reuse_port: bool = False
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer."""
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            # A second sidecar on the same port must fail to start, not share the traffic.
-            ("grpc.so_reuseport", 0),
+            (
+                "grpc.max_receive_message_length",
+                limits.max_message_bytes(config.max_token_bytes),
+            ),
+            # A second sidecar on the same port must fail to start, not share the traffic; a
+            # supervisor's workers share it, and the supervisor keeps other sidecars off it.
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     service.add_to_server(auth, server)
