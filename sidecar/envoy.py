@@ -22,6 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from authsidecar.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
+from sidecar.traffic import Traffic
 from sidecar.validator import Decision, Validator
 
 NAME = "envoy.service.auth.v3.Authorization"
@@ -37,7 +38,6 @@ class EnvoyAuthorization:
     def __init__(self, validator: Validator, settings: EnvoyConfig) -> None:
         self._validator = validator
         self._settings = settings
-        self.calls = 0
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
         self._preflight = _allowed(headers_to_remove=self._owned_headers, metadata={})
@@ -51,7 +51,6 @@ class EnvoyAuthorization:
     async def Check(  # noqa: N802 - gRPC method name
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
-        self.calls += 1
         http = request.attributes.request.http
         headers = _headers(http)
         if self._settings.allow_preflight and _is_preflight(http.method, headers):
@@ -112,7 +111,7 @@ class EnvoyAuthorization:
         return None, ""
 
 
-def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server) -> None:
+def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server, traffic: Traffic) -> None:
     rpc.register(
         server,
         NAME,
@@ -123,6 +122,7 @@ def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server) -> None:
                 external_auth_pb2.CheckResponse,
             )
         },
+        traffic,
     )
 
 

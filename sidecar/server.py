@@ -20,16 +20,18 @@ from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
 from sidecar.minter import Minter
 from sidecar.service import AuthService
+from sidecar.traffic import Traffic
 from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
 # Room for Mint's claims; tokens themselves are capped far lower by SIDECAR_MAX_TOKEN_BYTES.
 MAX_MESSAGE_BYTES = 1 << 20
-# When shutdown starts, grpc core cancels the calls that have arrived but that the aio server has
-# not picked up yet (it picks them up one at a time). So the drain first keeps serving, with health
-# NOT_SERVING, until no AuthService call has started for this long; then it stops the server.
+# The drain's traffic has settled once no call has started, and none is running, for this long.
 QUIET_SECONDS = 0.1
+# The part of the grace period kept for the stop itself, in which taken calls finish (at most
+# half of the grace period).
+STOP_SECONDS = 1.0
 
 
 class BindError(SidecarError):
@@ -50,7 +52,8 @@ async def serve(config: Config) -> int:
     validator = Validator(config)
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
-    server, address, health_servicer = await start(config, auth, check)
+    traffic = Traffic()
+    server, address, health_servicer = await start(config, auth, check, traffic)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -64,11 +67,8 @@ async def serve(config: Config) -> int:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)
-    deadline = loop.time() + config.grace_seconds
-    await health_servicer.enter_graceful_shutdown()
-    await _quiesce((auth, check), deadline)
-    await server.stop(max(deadline - loop.time(), 0))
-    log.info("stopped")
+    settled = await drain(server, health_servicer, traffic, config.grace_seconds)
+    log.info("stopped (%s)", "traffic had settled" if settled else "calls were still arriving")
     return 0
 
 
@@ -83,19 +83,31 @@ def write_ready_file(path: str, address: str) -> None:
     partial.replace(target)
 
 
-async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: float) -> None:
-    """Serves on until no call has started for QUIET_SECONDS, or until `deadline`."""
+async def drain(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    traffic: Traffic,
+    grace: float,
+) -> bool:
+    """Stops serving within `grace` seconds without cancelling a call that the server has taken.
+
+    gRPC's stop cancels every call that has reached the server but that the aio loop has not
+    picked up yet, and every call that arrives before the client reads the GOAWAY. So health
+    goes NOT_SERVING first and the server keeps serving every call, until the traffic settles
+    (the clients and load balancers that watch health have moved away) or until STOP_SECONDS
+    before the deadline; only then does it stop, letting the calls it has taken finish.
+    Returns whether the traffic settled.
+    """
     loop = asyncio.get_running_loop()
-    seen = -1
-    while (
-        calls := sum(s.calls for s in services)
-    ) != seen and loop.time() + QUIET_SECONDS < deadline:
-        seen = calls
-        await asyncio.sleep(QUIET_SECONDS)
+    deadline = loop.time() + grace
+    await health_servicer.enter_graceful_shutdown()
+    settled = await traffic.settle(QUIET_SECONDS, deadline - min(STOP_SECONDS, grace / 2))
+    await server.stop(max(deadline - loop.time(), 0))
+    return settled
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization
+    config: Config, auth: AuthService, check: EnvoyAuthorization, traffic: Traffic
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer."""
     server = grpc.aio.server(
@@ -106,8 +118,8 @@ async def start(
             ("grpc.so_reuseport", 0),
         ],
     )
-    service.add_to_server(auth, server)
-    envoy.add_to_server(check, server)
+    service.add_to_server(auth, server, traffic)
+    envoy.add_to_server(check, server, traffic)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
