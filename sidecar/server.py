@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, envoy, service
+from sidecar import __version__, binding, envoy, service
+from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
-from sidecar.errors import SidecarError
 from sidecar.minter import Minter
 from sidecar.service import AuthService
 from sidecar.traffic import Traffic
@@ -32,10 +31,6 @@ QUIET_SECONDS = 0.1
 # The part of the grace period kept for the stop itself, in which taken calls finish (at most
 # half of the grace period).
 STOP_SECONDS = 1.0
-
-
-class BindError(SidecarError):
-    """The listen address could not be bound."""
 
 
 def run(config: Config) -> int:
@@ -125,37 +120,8 @@ async def start(
     reflection.enable_server_reflection(
         (service.NAME, envoy.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = _bind(server, config.listen)
+    address = binding.bind(server, config.listen)
     await server.start()
     for name in ("", service.NAME, envoy.NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, address, health_servicer
-
-
-def _bind(server: grpc.aio.Server, listen: str) -> str:
-    if listen.startswith("unix:") and _unix_socket_answers(listen):
-        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: another process serves there")
-    try:
-        port = server.add_insecure_port(listen)
-    except RuntimeError as error:
-        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: {error}") from None
-    if listen.startswith("unix:"):
-        return listen
-    return f"{listen.rpartition(':')[0]}:{port}"
-
-
-def _unix_socket_answers(listen: str) -> bool:
-    """gRPC replaces an existing socket file when it binds: refuse to take over a live one.
-
-    A stale file, left by a process that died, refuses the connection and is replaced as before.
-    """
-    path = listen.removeprefix("unix:")
-    if path.startswith("//"):  # unix:///absolute/path
-        path = path[2:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True
