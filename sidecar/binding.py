@@ -9,12 +9,16 @@ with one line naming SIDECAR_LISTEN.
 from __future__ import annotations
 
 import errno
+import ipaddress
+import logging
 import socket
 from collections.abc import Callable
 
 import grpc
 
 from sidecar.errors import SidecarError
+
+log = logging.getLogger(__name__)
 
 Resolve = Callable[[str, int], list[str]]
 """host, port -> the IP addresses to bind."""
@@ -55,6 +59,12 @@ def bind(
         if port:
             _check_free(listen, address, port, target)
         port = _add(server, listen, target, credentials)
+    if credentials is None and not all(ipaddress.ip_address(a).is_loopback for a in addresses):
+        log.warning(
+            "SIDECAR_LISTEN=%s serves plaintext beyond loopback: tokens cross the network in "
+            "the clear; set SIDECAR_TLS_CERT_FILE and SIDECAR_TLS_KEY_FILE",
+            listen,
+        )
     return f"{host}:{port}"
 
 

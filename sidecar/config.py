@@ -13,8 +13,9 @@ from pathlib import Path
 
 from jose.backends.base import Key
 
-from sidecar import keys
+from sidecar import keys, tls
 from sidecar.errors import ConfigError
+from sidecar.tls import TlsFiles
 
 SECURE = "secure"
 INSECURE = "insecure"
@@ -53,6 +54,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MINT_SECRET_FILE", "secure: read SIDECAR_MINT_SECRET from this file instead"),
     Setting("SIDECAR_MINT_MAX_TTL_SECONDS", "longest ttl that Mint grants", "86400"),
     Setting("SIDECAR_LISTEN", "`host:port`, `[v6]:port` or `unix:/path`", "127.0.0.1:50051"),
+    Setting(
+        "SIDECAR_TLS_CERT_FILE",
+        "PEM certificate chain: serve TLS (with SIDECAR_TLS_KEY_FILE); re-read when it changes",
+    ),
+    Setting("SIDECAR_TLS_KEY_FILE", "PEM private key of SIDECAR_TLS_CERT_FILE (unencrypted)"),
+    Setting(
+        "SIDECAR_TLS_CLIENT_CA_FILE",
+        "PEM CA certificates: require client certificates they sign (mTLS)",
+    ),
     Setting(
         "SIDECAR_READY_FILE",
         "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
@@ -118,6 +128,7 @@ class Config:
     aud: str | None = None
     listen: str = "127.0.0.1:50051"
     ready_file: str | None = None
+    tls: TlsFiles | None = None
     clock_skew: int = 2
     max_token_bytes: int = 8192
     mint_max_ttl: int = 86400
@@ -141,7 +152,12 @@ class Config:
         parts = [f"mode={self.mode}"]
         if self.alg:
             parts.append(f"alg={self.alg}")
-        parts += [f"listen={self.listen}", f"namespace={self.namespace or '-'}"]
+        transport = "plaintext" if not self.tls else "mtls" if self.tls.client_ca_file else "tls"
+        parts += [
+            f"listen={self.listen}",
+            f"transport={transport}",
+            f"namespace={self.namespace or '-'}",
+        ]
         if self.mode == SECURE:
             parts += [
                 f"iss={self.iss or '-'}",
@@ -172,6 +188,7 @@ class _Loader:
             namespace=self._get("AUTH_JWT_NAMESPACE"),
             listen=self._listen(),
             ready_file=self._get("SIDECAR_READY_FILE"),
+            tls=self._tls(),
             clock_skew=self._int("SIDECAR_CLOCK_SKEW_SECONDS", 0, 3600),
             max_token_bytes=self._int("SIDECAR_MAX_TOKEN_BYTES", 64, 1 << 20),
             mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
@@ -331,6 +348,28 @@ class _Loader:
             )
             return "info"
         return level
+
+    def _tls(self) -> TlsFiles | None:
+        cert, key = self._get(tls.CERT_FILE), self._get(tls.KEY_FILE)
+        client_ca = self._get(tls.CLIENT_CA_FILE)
+        if cert is None and key is None:
+            if client_ca is not None:
+                self._problem(tls.CLIENT_CA_FILE, f"needs {tls.CERT_FILE} and {tls.KEY_FILE}")
+            return None
+        if cert is None or key is None:
+            missing, given = (
+                (tls.CERT_FILE, tls.KEY_FILE)
+                if cert is None
+                else (
+                    tls.KEY_FILE,
+                    tls.CERT_FILE,
+                )
+            )
+            self._problem(missing, f"is required with {given}")
+            return None
+        files = TlsFiles(cert, key, client_ca)
+        self.problems += tls.check(files)
+        return files
 
     def _listen(self) -> str:
         listen = self._get("SIDECAR_LISTEN") or "127.0.0.1:50051"

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, binding, envoy, service
+from sidecar import __version__, binding, envoy, service, tls
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
@@ -120,7 +120,8 @@ async def start(
     reflection.enable_server_reflection(
         (service.NAME, envoy.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = binding.bind(server, config.listen)
+    credentials = tls.Certificates(config.tls).credentials() if config.tls else None
+    address = binding.bind(server, config.listen, credentials)
     await server.start()
     for name in ("", service.NAME, envoy.NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

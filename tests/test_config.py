@@ -795,13 +795,14 @@ def test_repr_and_describe_never_show_secrets(alg: str) -> None:
         assert "mint_secret" not in text
         assert "PRIVATE" not in text
     assert cfg.describe() == (
-        f"mode=secure alg={alg} listen=127.0.0.1:50051 namespace=- iss=iss-x aud=- mint=on"
+        f"mode=secure alg={alg} listen=127.0.0.1:50051 transport=plaintext namespace=- "
+        "iss=iss-x aud=- mint=on"
     )
 
 
 def test_describe_insecure() -> None:
     cfg = config.load({"AUTH_MODE": "insecure", "AUTH_JWT_NAMESPACE": "ns"})
-    assert cfg.describe() == "mode=insecure listen=127.0.0.1:50051 namespace=ns"
+    assert cfg.describe() == "mode=insecure listen=127.0.0.1:50051 transport=plaintext namespace=ns"
 
 
 def test_problem_lines_never_show_secrets() -> None:
