@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import sys
@@ -12,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar import __version__, config
+from sidecar import __version__, config, logs
 from sidecar.errors import ConfigError, MintError
 from sidecar.minter import Minter
 from sidecar.validator import Validator
@@ -37,11 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar import server  # grpc is only needed here
 
     cfg = _config(args)
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(cfg.log_level, cfg.log_format)
     try:
         return server.run(cfg)
     except server.BindError as error:

@@ -72,6 +72,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
     Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
     Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
+    Setting("SIDECAR_LOG_FORMAT", "`text`, or `json`: one JSON object per line", "text"),
+    Setting("SIDECAR_DECISION_LOG", "log one line per Validate and Check decision", "false"),
+    Setting(
+        "SIDECAR_HTTP_LISTEN", "`host:port` for /metrics, /healthz and /readyz (off when unset)"
+    ),
     Setting("SIDECAR_ENVOY_TOKEN_HEADER", "Envoy: also read the token from this header"),
     Setting("SIDECAR_ENVOY_TOKEN_PARAM", "Envoy: also read the token from this query parameter"),
     Setting("SIDECAR_ENVOY_USER_HEADER", "Envoy: header set to the user id upstream", "x-user-id"),
@@ -99,6 +104,7 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,9 @@ class Config:
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
     log_level: str = "info"
+    log_format: str = "text"
+    decision_log: bool = False
+    http_listen: str | None = None
     envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
     signing_key: Key | None = field(default=None, repr=False)
@@ -156,6 +165,7 @@ class Config:
         parts += [
             f"listen={self.listen}",
             f"transport={transport}",
+            *([f"http={self.http_listen}"] if self.http_listen else []),
             f"namespace={self.namespace or '-'}",
         ]
         if self.mode == SECURE:
@@ -195,6 +205,9 @@ class _Loader:
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
             log_level=self._log_level(),
+            log_format=self._choice("SIDECAR_LOG_FORMAT", LOG_FORMATS),
+            decision_log=self._bool("SIDECAR_DECISION_LOG"),
+            http_listen=self._http_listen(),
             envoy=self._envoy(),
         )
         secure = self._secure() if mode == SECURE else {}
@@ -370,6 +383,22 @@ class _Loader:
         files = TlsFiles(cert, key, client_ca)
         self.problems += tls.check(files)
         return files
+
+    def _choice(self, name: str, choices: tuple[str, ...]) -> str:
+        value = (self._get(name) or _DEFAULTS[name] or "").lower()
+        if value not in choices:
+            self._problem(name, f'must be one of {", ".join(choices)}, not "{value}"')
+            return choices[0]
+        return value
+
+    def _http_listen(self) -> str | None:
+        listen = self._get("SIDECAR_HTTP_LISTEN")
+        if listen is None:
+            return None
+        host, _, port = listen.rpartition(":")
+        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+            self._problem("SIDECAR_HTTP_LISTEN", f'must be host:port or [v6]:port, not "{listen}"')
+        return listen
 
     def _listen(self) -> str:
         listen = self._get("SIDECAR_LISTEN") or "127.0.0.1:50051"

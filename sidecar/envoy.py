@@ -23,7 +23,7 @@ from authsidecar.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
 from sidecar.traffic import Traffic
-from sidecar.validator import Decision, Validator
+from sidecar.validator import Decider, Decision
 
 NAME = "envoy.service.auth.v3.Authorization"
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 - a message, not a secret
@@ -35,7 +35,7 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Validator, settings: EnvoyConfig) -> None:
+    def __init__(self, validator: Decider, settings: EnvoyConfig) -> None:
         self._validator = validator
         self._settings = settings
         # Spoof protection: whatever the client sent in these headers never reaches upstream.

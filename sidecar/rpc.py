@@ -8,6 +8,7 @@ UNKNOWN with a traceback in the log for every such call.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ def register(
     """Registers `methods` (name -> (method, request type, response type)) under `service`;
     `traffic` counts their calls."""
     handlers = {
-        name: _unary(method, request_type, response_type, traffic)
+        name: _unary(method, request_type, response_type, traffic, traffic.timer(name))
         for name, (method, request_type, response_type) in methods.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
@@ -36,7 +37,11 @@ def register(
 
 
 def _unary(
-    method: Method, request_type: type[Message], response_type: type[Message], traffic: Traffic
+    method: Method,
+    request_type: type[Message],
+    response_type: type[Message],
+    traffic: Traffic,
+    record: Callable[[float], None],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     def decode(data: bytes) -> Message | None:
         try:
@@ -49,6 +54,7 @@ def _unary(
     ) -> Message:
         traffic.started += 1
         traffic.active += 1
+        start = perf_counter()
         try:
             if request is None:
                 await context.abort(
@@ -58,6 +64,7 @@ def _unary(
             return await method(request, context)
         finally:
             traffic.active -= 1
+            record(perf_counter() - start)
 
     return grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=decode, response_serializer=response_type.SerializeToString

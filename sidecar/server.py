@@ -18,6 +18,7 @@ from sidecar.binding import BindError as BindError  # raised by serve, caught by
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.minter import Minter
+from sidecar.observe import Observability
 from sidecar.service import AuthService
 from sidecar.traffic import Traffic
 from sidecar.validator import Validator
@@ -44,12 +45,31 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    observe = Observability(config)
     validator = Validator(config)
-    auth = AuthService(validator, Minter(config))
-    check = EnvoyAuthorization(validator, config.envoy)
-    traffic = Traffic()
+    auth = AuthService(observe.decider(validator, "Validate"), Minter(config))
+    check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy)
+    observe.open()
+    try:
+        return await _serve(config, auth, check, observe, stopping)
+    finally:
+        observe.close()
+
+
+async def _serve(
+    config: Config,
+    auth: AuthService,
+    check: EnvoyAuthorization,
+    observe: Observability,
+    stopping: asyncio.Event,
+) -> int:
+    traffic = observe.traffic
     server, address, health_servicer = await start(config, auth, check, traffic)
-    log.info("%s serving %s", __version__, replace(config, listen=address).describe())
+    observe.ready(True)
+    http = observe.side.address if observe.side else None
+    log.info(
+        "%s serving %s", __version__, replace(config, listen=address, http_listen=http).describe()
+    )
     if config.ready_file:
         try:
             write_ready_file(config.ready_file, address)
@@ -62,6 +82,7 @@ async def serve(config: Config) -> int:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)
+    observe.ready(False)
     settled = await drain(server, health_servicer, traffic, config.grace_seconds)
     log.info("stopped (%s)", "traffic had settled" if settled else "calls were still arriving")
     return 0

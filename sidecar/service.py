@@ -20,7 +20,7 @@ from sidecar.errors import (
 )
 from sidecar.minter import Minter
 from sidecar.traffic import Traffic
-from sidecar.validator import Decision, Validator
+from sidecar.validator import Decider, Decision
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Validator, minter: Minter) -> None:
+    def __init__(self, validator: Decider, minter: Minter) -> None:
         self._validator = validator
         self._minter = minter
         # Decided once, so that the hot path makes no logging calls unless debug is on.

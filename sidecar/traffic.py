@@ -5,16 +5,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+Timer = Callable[[str], Callable[[float], None]]
+"""rpc name -> a function that records one call's duration in seconds."""
+
+
+def _untimed(rpc: str) -> Callable[[float], None]:
+    return _discard
+
+
+def _discard(seconds: float) -> None:
+    pass
+
 
 class Traffic:
-    """Counts calls that the server has picked up: `started` ever, `active` right now.
+    """Counts calls that the server has picked up: `started` ever, `active` right now; and
+    times each one with `timer` (metrics), bound per RPC at registration.
 
     Plain integers: every handler runs on the one event loop, so no lock is needed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timer: Timer | None = None) -> None:
         self.started = 0
         self.active = 0
+        self.timer = timer or _untimed
 
     async def settle(
         self, quiet: float, until: float, clock: Callable[[], float] | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from jose.backends.base import Key
 
@@ -44,6 +44,12 @@ class Decision:
             "message": self.message,
             "expires_at": self.expires_at,
         }
+
+
+class Decider(Protocol):
+    """What an adapter needs of the core: a decision on a token (a Validator, or one observed)."""
+
+    def decide(self, token: str) -> Decision: ...
 
 
 class Validator:
