@@ -83,11 +83,12 @@ def test_tls_handshake(
     assert "transport=tls" in sidecar.log[0]
 
 
-def test_the_python_client_takes_a_ca(
+def test_the_python_client_takes_a_ca_and_a_client_certificate(
     sidecar_factory: StartSidecar, files: dict[str, str], ca: Authority
 ) -> None:
-    sidecar = sidecar_factory({**INSECURE, **_tls_only(files)})
-    credentials = grpc.ssl_channel_credentials(ca.pem)
+    sidecar = sidecar_factory({**INSECURE, **files})
+    mine = ca.client("py")
+    credentials = grpc.ssl_channel_credentials(ca.pem, mine.key_pem, mine.cert_pem)
     with AuthClient(sidecar.address, credentials=credentials) as client:
         assert client.validate(unsigned({"sub": "py"})).user_id == "py"
 
