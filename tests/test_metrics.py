@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -22,16 +21,11 @@ from sidecar import __version__
 _HTTP = re.compile(r" http=(\S+)")
 
 
-def http_address(sidecar: Sidecar, timeout: float = 10) -> str:
-    """The side listener's bound address, from the start-up line (logged before the ready
-    file is written, so this bounded poll only waits for the log reader thread)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in list(sidecar.log):
-            if found := _HTTP.search(line):
-                return found.group(1)
-        time.sleep(0.01)  # paces a bounded poll on the log
-    raise AssertionError("no http= in the start-up line:\n" + "\n".join(sidecar.log))
+def http_address(sidecar: Sidecar) -> str:
+    """The side listener's bound address, from the start-up line."""
+    found = _HTTP.search(sidecar.logged(" serving "))
+    assert found, sidecar.log
+    return found.group(1)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_tls_handshake(
     assert _validate(sidecar.address, ca.pem).user_id == "tls"
     _refused(sidecar.address, None)  # plaintext
     _refused(sidecar.address, stranger.pem)  # a client that does not trust the certificate
-    assert "transport=tls" in sidecar.log[0]
+    assert "transport=tls" in sidecar.logged(" serving ")
 
 
 def test_the_python_client_takes_a_ca_and_a_client_certificate(
@@ -97,7 +97,7 @@ def test_mtls_refuses_a_client_without_a_certificate(
     sidecar_factory: StartSidecar, files: dict[str, str], ca: Authority, stranger: Authority
 ) -> None:
     sidecar = sidecar_factory({**INSECURE, **files})
-    assert "transport=mtls" in sidecar.log[0]
+    assert "transport=mtls" in sidecar.logged(" serving ")
     _refused(sidecar.address, ca.pem)
     _refused(sidecar.address, ca.pem, stranger.client())
     assert _validate(sidecar.address, ca.pem, ca.client()).user_id == "tls"
@@ -148,7 +148,7 @@ def test_a_renewed_certificate_is_served_without_a_restart(
     cert.replace(files["SIDECAR_TLS_CERT_FILE"])
     assert _validate(sidecar.address, renewed.pem).valid  # the next handshake re-reads them
     _refused(sidecar.address, ca.pem)
-    assert any("TLS certificates reloaded" in line for line in sidecar.log)
+    sidecar.logged("TLS certificates reloaded")
 
 
 def test_a_change_that_does_not_load_keeps_the_certificate_and_warns_once(
@@ -209,6 +209,7 @@ def test_config_problems_name_their_variable(
 
 def test_plaintext_beyond_loopback_warns(sidecar_factory: StartSidecar) -> None:
     wide = sidecar_factory(INSECURE, listen="0.0.0.0:0")
-    assert any("serves plaintext beyond loopback" in line for line in wide.log)
+    wide.logged("serves plaintext beyond loopback")
     local = sidecar_factory(INSECURE)
+    local.logged(" serving ")  # logged after the warning would have been
     assert not any("beyond loopback" in line for line in local.log)
