@@ -60,7 +60,7 @@ class Metrics:
         """One bound increment per reason for `rpc` (UNSPECIFIED counts the valid decisions)."""
         return {
             reason: self._decisions.labels(
-                rpc, str(reason == Reason.UNSPECIFIED).lower(), f"REASON_{reason.name}"
+                rpc, str(reason == Reason.UNSPECIFIED).lower(), reason.wire
             ).inc
             for reason in Reason
         }

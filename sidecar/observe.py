@@ -90,7 +90,7 @@ def decision_fields(rpc: str, token: str, decision: Decision, seconds: float) ->
     return {
         "rpc": rpc,
         "valid": decision.valid,
-        "reason": f"REASON_{decision.reason.name}",
+        "reason": decision.reason.wire,
         "user_id": decision.user_id or None,
         "token_id": f"jti:{jti}" if isinstance(jti, str) and jti else "sha256:" + token_hash(token),
         "iss": iss if isinstance(iss, str) else None,

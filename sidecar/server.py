@@ -15,13 +15,12 @@ from grpc_reflection.v1alpha import reflection
 
 from sidecar import __version__, binding, envoy, service, tls
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
-from sidecar.config import INSECURE, Config
+from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
-from sidecar.minter import Minter
 from sidecar.observe import Observability
+from sidecar.policy import Mode
 from sidecar.service import AuthService
 from sidecar.traffic import Traffic
-from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
@@ -46,8 +45,8 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     observe = Observability(config)
-    validator = Validator(config)
-    auth = AuthService(observe.decider(validator, "Validate"), Minter(config))
+    validator = build_validator(config)
+    auth = AuthService(observe.decider(validator, "Validate"), build_minter(config))
     check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy)
     observe.open()
     try:
@@ -78,7 +77,7 @@ async def _serve(
             raise BindError(
                 f"SIDECAR_READY_FILE: cannot write {config.ready_file}: {error.strerror}"
             ) from None
-    if config.mode == INSECURE:
+    if config.mode is Mode.INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)
@@ -123,9 +122,16 @@ async def drain(
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization, traffic: Traffic
+    config: Config,
+    auth: AuthService,
+    check: EnvoyAuthorization,
+    traffic: Traffic | None = None,
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
-    """Builds and starts the server; returns it, the bound address and its health servicer."""
+    """Builds and starts the server; returns it, the bound address and its health servicer.
+
+    `traffic` counts the calls (the drain and metrics read it); tests may leave it out.
+    """
+    traffic = traffic or Traffic()
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[

@@ -436,7 +436,7 @@ def test_undecodable_request_fails_that_call_only(insecure_tcp: Sidecar) -> None
 
 def test_core_reasons_match_the_proto() -> None:
     """The service passes reasons by value; names and values must agree one to one."""
-    assert {f"REASON_{r.name}": r.value for r in CoreReason} == dict(auth_pb2.Reason.items())
+    assert {r.wire: r.value for r in CoreReason} == dict(auth_pb2.Reason.items())
 
 
 # -- Mint over the wire ------------------------------------------------------------------------
@@ -796,7 +796,7 @@ def test_stale_unix_socket_is_replaced(sidecar_factory: StartSidecar, unix_liste
 
 
 def test_start_up_line_reports_the_bound_address(insecure: Sidecar) -> None:
-    line = insecure.log[0]
+    line = insecure.logged(" serving ")
     assert "serving mode=insecure " in line
     assert f"listen={insecure.address} " in line
     assert not insecure.address.endswith(":0")
@@ -811,7 +811,7 @@ def test_logs_name_the_config_never_secrets_and_nothing_per_validate(
 ) -> None:
     env = secure_env(alg, AUTH_JWT_NAMESPACE="ns", SIDECAR_MINT_SECRET=MINT_SECRET)
     sidecar = sidecar_factory(env)
-    start_up = sidecar.log[0]
+    start_up = sidecar.logged(" serving ")
     for part in ("mode=secure", f"alg={alg}", f"listen={sidecar.address}", "namespace=ns"):
         assert part in start_up
     now = int(time.time())
