@@ -39,9 +39,14 @@ def bind(
     listen: str,
     credentials: grpc.ServerCredentials | None = None,
     resolve: Resolve = resolve,
+    reuse_port: bool = False,
 ) -> str:
     """Adds `listen` to `server` (TLS when `credentials` are given); returns the bound address,
-    as SIDECAR_LISTEN takes it, with port 0 replaced by the port the system chose."""
+    as SIDECAR_LISTEN takes it, with port 0 replaced by the port the system chose.
+
+    `reuse_port`: a supervisor's worker, whose supervisor has checked every address and holds
+    it; the probe would find it taken, so only gRPC's own bind is checked.
+    """
     if listen.startswith("unix:"):
         if _unix_socket_answers(listen):
             raise _error(listen, "another process serves there")
@@ -56,7 +61,7 @@ def bind(
     for address in addresses:
         # Port 0: the first address picks the port; the others must take the same one.
         target = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        if port:
+        if port and not reuse_port:
             _check_free(listen, address, port, target)
         port = _add(server, listen, target, credentials)
     if credentials is None and not all(ipaddress.ip_address(a).is_loopback for a in addresses):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import sys
@@ -22,6 +23,7 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.run(args))
     except ConfigError as error:
@@ -31,12 +33,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar import server  # grpc is only needed here
+    from sidecar import server, supervisor  # grpc is only needed here
 
     cfg = _config(args)
     logs.configure(cfg.log_level, cfg.log_format)
     try:
-        return server.run(cfg)
+        if cfg.workers == 1 or args.worker:
+            return server.run(cfg, worker=args.worker)
+        if cfg.listen.startswith("unix:"):
+            # Workers cannot share one Unix socket file: the last to bind would replace it.
+            logging.getLogger("auth-sidecar").info(
+                "SIDECAR_WORKERS=%d: a Unix socket is served by one process", cfg.workers
+            )
+            return server.run(cfg)
+        return supervisor.run(cfg, args.argv)
     except server.BindError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
@@ -142,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gRPC server")
     _add_settings(serve, config.SERVE)
+    # Internal: set by the supervisor on the workers it starts, which share its port.
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     mint = commands.add_parser("mint", help="print a token from the local config")

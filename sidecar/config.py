@@ -8,6 +8,7 @@ table, plus the rules that join several settings (keys, the mint secret, the mod
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -125,6 +126,13 @@ def _listen(raw: str) -> str:
     if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise Invalid(f'must be host:port, [v6]:port or unix:/path, not "{raw}"')
     return raw
+
+
+def _workers(raw: str) -> int:
+    """`auto`: the CPUs this process may run on (taskset and cpuset limits included)."""
+    if raw == "auto":
+        return max(len(os.sched_getaffinity(0)), 1)
+    return int(_whole(1, 1024)(raw))
 
 
 def _http_listen(raw: str) -> str:
@@ -336,6 +344,30 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_WORKERS",
+        "server processes on one TCP port; `auto`: one per usable CPU",
+        _workers,
+        "auto",
+        "workers",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_SIZE",
+        "valid decisions kept per worker; 0 turns the cache off",
+        _whole(0, 10_000_000),
+        "10000",
+        "cache_size",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_MAX_TTL_SECONDS",
+        "longest a decision is kept (never past exp)",
+        _whole(1, 86400),
+        "300",
+        "cache_max_ttl",
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_LOG_LEVEL",
         "debug, info, warning or error",
         _log_level,
@@ -464,6 +496,9 @@ class Config:
     mint_max_ttl: int
     max_concurrent_rpcs: int
     grace_seconds: float
+    workers: int
+    cache_size: int
+    cache_max_ttl: int
     log_level: str
     log_format: str
     decision_log: bool
@@ -567,6 +602,7 @@ class _Loader:
                 )
         verifier, signer = self._keys(values) if mode is Mode.SECURE else (None, None)
         tls_files = self._tls(values)
+        self._one_process_for_http(values)
         if self.problems:
             raise ConfigError(self.problems)
         fields: dict[str, Any] = {"verifier": verifier, "signer": signer, "tls": tls_files}
@@ -621,6 +657,20 @@ class _Loader:
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
         return verifier, signer
+
+    def _one_process_for_http(self, values: Mapping[str, Any]) -> None:
+        """/metrics counts one process's calls: workers would each need the port, and each
+        count only their share (prometheus_client's multiprocess mode is not wired in yet)."""
+        workers, listen = values["SIDECAR_WORKERS"], values["SIDECAR_LISTEN"] or ""
+        if (
+            values["SIDECAR_HTTP_LISTEN"]
+            and workers not in (None, 1)
+            and not listen.startswith("unix:")
+        ):
+            self._problem(
+                "SIDECAR_HTTP_LISTEN",
+                f"needs SIDECAR_WORKERS=1 (not {workers}): metrics are per process",
+            )
 
     def _tls(self, values: Mapping[str, Any]) -> TlsFiles | None:
         """The listener's TLS files: a certificate and its key together, the client CA only

@@ -21,10 +21,11 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1.structs import to_struct
 from sidecar import jws, rpc
+from sidecar.cache import Decider, Responses
 from sidecar.config import EnvoyConfig
 from sidecar.errors import KeysUnavailable
 from sidecar.traffic import Traffic
-from sidecar.validator import Decider, Decision
+from sidecar.validator import Decision
 
 NAME = "envoy.service.auth.v3.Authorization"
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 - a message, not a secret
@@ -36,9 +37,11 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Decider, settings: EnvoyConfig) -> None:
+    def __init__(self, validator: Decider, settings: EnvoyConfig, memo_size: int = 0) -> None:
+        """`memo_size`: as for AuthService, responses to valid decisions kept for reuse."""
         self._validator = validator
         self._settings = settings
+        self._responses = Responses(self.respond, memo_size)
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
         self._preflight = _allowed(headers_to_remove=self._owned_headers, metadata={})
@@ -64,7 +67,7 @@ class EnvoyAuthorization:
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
-        return self.respond(decision, source)
+        return self._responses.get(decision, source)
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""

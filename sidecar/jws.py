@@ -49,7 +49,7 @@ def parse(token: str, max_length: int) -> Token:
         _malformed()
     header_b64, payload_b64, signature_b64 = parts
     return Token(
-        header=_json_object(header_b64),
+        header=_header(header_b64),
         claims=_json_object(payload_b64),
         signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
         signature=b64url_decode(signature_b64),
@@ -84,13 +84,23 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def _header(segment: str) -> dict[str, Any]:
+    """Headers repeat (one issuer, one key): each distinct one is decoded once. Callers only read
+    the dict. Bounded: a flood of distinct headers only empties the memo now and then."""
+    header = _HEADERS.get(segment)
+    if header is None:
+        header = _json_object(segment)
+        if len(_HEADERS) >= _MAX_HEADERS:
+            _HEADERS.clear()
+        _HEADERS[segment] = header
+    return header
+
+
 def _json_object(segment: str) -> dict[str, Any]:
     raw = b64url_decode(segment)
     try:
         text = raw.decode("utf-8")
-        value = json.loads(
-            text, parse_constant=_reject, parse_float=_finite_float, parse_int=_finite_int
-        )
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         _malformed()
     if not isinstance(value, dict):
@@ -126,6 +136,14 @@ def _finite_int(text: str) -> int:
     if abs(value) > _MAX_DOUBLE_INT:
         raise ValueError(text)
     return value
+
+
+# Built once: json.loads with hooks would build a new decoder on every call.
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject, parse_float=_finite_float, parse_int=_finite_int
+)
+_HEADERS: dict[str, dict[str, Any]] = {}
+_MAX_HEADERS = 64
 
 
 def _encodable(value: dict[str, Any]) -> bool:

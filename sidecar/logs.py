@@ -1,7 +1,7 @@
 """Log output: text or JSON lines (SIDECAR_LOG_FORMAT), with repeated warnings rate-limited.
 
 A record may carry structured `fields` (the decision log does): JSON puts them beside the
-stable keys `time`, `level`, `logger` and `message`; text appends them as `key=value`.
+stable keys `time`, `level`, `logger`, `pid` and `message`; text appends them as `key=value`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# The pid tells a supervisor's workers apart.
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
 # A warning repeated (same logger and template) within this many seconds is counted, not shown.
 REPEAT_SECONDS = 60.0
 
@@ -44,6 +45,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         for key, value in _extra(record).items():

@@ -11,12 +11,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from sidecar.cache import Decider
 from sidecar.config import Config
 from sidecar.errors import Reason
 from sidecar.http import SideListener
 from sidecar.metrics import Metrics
 from sidecar.traffic import Traffic
-from sidecar.validator import Decider, Decision
+from sidecar.validator import Decision
 
 decision_log = logging.getLogger("auth-sidecar.decisions")
 

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, binding, envoy, service, tls
+from sidecar import __version__, binding, cache, envoy, limits, service, tls
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
@@ -24,8 +24,6 @@ from sidecar.traffic import Traffic
 
 log = logging.getLogger("auth-sidecar")
 
-# Room for Mint's claims; tokens themselves are capped far lower by SIDECAR_MAX_TOKEN_BYTES.
-MAX_MESSAGE_BYTES = 1 << 20
 # The drain's traffic has settled once no call has started, and none is running, for this long.
 QUIET_SECONDS = 0.1
 # The part of the grace period kept for the stop itself, in which taken calls finish (at most
@@ -33,24 +31,35 @@ QUIET_SECONDS = 0.1
 STOP_SECONDS = 1.0
 
 
-def run(config: Config) -> int:
-    """Serves until SIGTERM or SIGINT, then drains and returns 0."""
-    return asyncio.run(serve(config))
+def run(config: Config, worker: bool = False) -> int:
+    """Serves until SIGTERM or SIGINT, then drains and returns 0.
+
+    A supervisor's `worker` shares its port with the other workers, and also drains when the
+    supervisor is gone (see supervisor.py).
+    """
+    return asyncio.run(serve(config, worker))
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, worker: bool = False) -> int:
     # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if worker:
+        # The supervisor holds the other end of stdin: end of file means that it died.
+        loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     observe = Observability(config)
-    validator = build_validator(config)
-    auth = AuthService(observe.decider(validator, "Validate"), build_minter(config))
-    check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy)
+    validator = cache.caching(
+        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+    )
+    auth = AuthService(
+        observe.decider(validator, "Validate"), build_minter(config), config.cache_size
+    )
+    check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy, config.cache_size)
     observe.open()
     try:
-        return await _serve(config, auth, check, observe, stopping)
+        return await _serve(config, auth, check, observe, stopping, worker)
     finally:
         observe.close()
 
@@ -61,9 +70,10 @@ async def _serve(
     check: EnvoyAuthorization,
     observe: Observability,
     stopping: asyncio.Event,
+    worker: bool,
 ) -> int:
     traffic = observe.traffic
-    server, address, health_servicer = await start(config, auth, check, traffic)
+    server, address, health_servicer = await start(config, auth, check, traffic, worker)
     observe.ready(True)
     http = observe.side.address if observe.side else None
     log.info(
@@ -83,8 +93,18 @@ async def _serve(
     log.info("draining for up to %ss", config.grace_seconds)
     observe.ready(False)
     settled = await drain(server, health_servicer, traffic, config.grace_seconds)
-    log.info("stopped (%s)", "traffic had settled" if settled else "calls were still arriving")
+    log.info(
+        "stopped after %d calls (%s)",
+        traffic.started,
+        "traffic had settled" if settled else "calls were still arriving",
+    )
     return 0
+
+
+def _stop_at_end_of_input(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    if not os.read(0, 4096):
+        loop.remove_reader(0)
+        stopping.set()
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -126,18 +146,24 @@ async def start(
     auth: AuthService,
     check: EnvoyAuthorization,
     traffic: Traffic | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer.
 
     `traffic` counts the calls (the drain and metrics read it); tests may leave it out.
+    `reuse_port`: a supervisor's worker, sharing the port the supervisor checked and holds.
     """
     traffic = traffic or Traffic()
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            # A second sidecar on the same port must fail to start, not share the traffic.
-            ("grpc.so_reuseport", 0),
+            (
+                "grpc.max_receive_message_length",
+                limits.max_message_bytes(config.max_token_bytes),
+            ),
+            # A second sidecar on the same port must fail to start, not share the traffic; a
+            # supervisor's workers share it, and the supervisor keeps other sidecars off it.
+            ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
     service.add_to_server(auth, server, traffic)
@@ -148,7 +174,7 @@ async def start(
         (service.NAME, envoy.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     credentials = tls.Certificates(config.tls).credentials() if config.tls else None
-    address = binding.bind(server, config.listen, credentials)
+    address = binding.bind(server, config.listen, credentials, reuse_port=reuse_port)
     await server.start()
     for name in ("", service.NAME, envoy.NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -11,6 +11,7 @@ import grpc
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from authsidecar.v1.structs import from_struct
 from sidecar import rpc
+from sidecar.cache import Decider, Responses
 from sidecar.errors import (
     KeysUnavailable,
     MintDisabled,
@@ -21,7 +22,7 @@ from sidecar.errors import (
 )
 from sidecar.minter import Minter
 from sidecar.traffic import Traffic
-from sidecar.validator import Decider, Decision
+from sidecar.validator import Decision
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Decider, minter: Minter) -> None:
+    def __init__(self, validator: Decider, minter: Minter, memo_size: int = 0) -> None:
+        """`memo_size`: how many responses to valid decisions to keep for reuse (see
+        cache.Responses); worth it only behind a cache, which returns the same decision again."""
         self._validator = validator
         self._minter = minter
+        self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
@@ -55,7 +59,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._debug:
             log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
-        return to_response(decision)
+        return self._responses.get(decision)
 
     async def Mint(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]

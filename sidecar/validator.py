@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from sidecar import claims as rules
 from sidecar import jws
@@ -50,12 +50,6 @@ class Decision:
             "message": self.message,
             "expires_at": self.expires_at,
         }
-
-
-class Decider(Protocol):
-    """What an adapter needs of the core: a decision on a token (a Validator, or one observed)."""
-
-    def decide(self, token: str) -> Decision: ...
 
 
 class Validator:

@@ -185,6 +185,8 @@ def start_sidecar(
     """
     full_env = clean_env(env)
     full_env.setdefault("SIDECAR_LISTEN", listen)
+    # One process unless a test asks for workers: a supervisor per test would only add time.
+    full_env.setdefault("SIDECAR_WORKERS", "1")
     with tempfile.TemporaryDirectory(prefix="sc-ready-") as directory:
         ready = Path(directory) / "address"
         process = subprocess.Popen(

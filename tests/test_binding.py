@@ -78,7 +78,9 @@ def test_a_taken_port_is_exit_2_with_one_line_and_no_grpc_log() -> None:
         listen = f"127.0.0.1:{other.getsockname()[1]}"
         result = subprocess.run(
             [sys.executable, "-m", "sidecar", "serve"],
-            env=clean_env({"AUTH_MODE": "insecure", "SIDECAR_LISTEN": listen}),
+            env=clean_env(
+                {"AUTH_MODE": "insecure", "SIDECAR_LISTEN": listen, "SIDECAR_WORKERS": "1"}
+            ),
             capture_output=True,
             text=True,
             timeout=20,

@@ -650,6 +650,9 @@ INT_RANGES = {
     "SIDECAR_MINT_MAX_TTL_SECONDS": (1, 366 * 86400),
     "SIDECAR_MAX_CONCURRENT_RPCS": (1, 1_000_000),
     "SIDECAR_GRACE_SECONDS": (0, 3600),
+    "SIDECAR_CACHE_SIZE": (0, 10_000_000),
+    "SIDECAR_CACHE_MAX_TTL_SECONDS": (1, 86400),
+    "SIDECAR_WORKERS": (1, 1024),
 }
 _FIELD = {
     "SIDECAR_CLOCK_SKEW_SECONDS": "clock_skew",
@@ -657,6 +660,9 @@ _FIELD = {
     "SIDECAR_MINT_MAX_TTL_SECONDS": "mint_max_ttl",
     "SIDECAR_MAX_CONCURRENT_RPCS": "max_concurrent_rpcs",
     "SIDECAR_GRACE_SECONDS": "grace_seconds",
+    "SIDECAR_CACHE_SIZE": "cache_size",
+    "SIDECAR_WORKERS": "workers",
+    "SIDECAR_CACHE_MAX_TTL_SECONDS": "cache_max_ttl",
 }
 
 
@@ -669,6 +675,12 @@ def test_int_ranges(name: str) -> None:
     for bad in (str(low - 1), str(high + 1), "abc", "1.5", "1e3", "0x10"):
         line = only_problem({"AUTH_MODE": "insecure", name: bad})
         assert line == f'{name}: must be a whole number from {low} to {high}, not "{bad}"'
+
+
+def test_workers_default_to_the_usable_cpus() -> None:
+    usable = len(os.sched_getaffinity(0))
+    assert config.load({"AUTH_MODE": "insecure"}).workers == usable
+    assert config.load({"AUTH_MODE": "insecure", "SIDECAR_WORKERS": "auto"}).workers == usable
 
 
 def test_log_level() -> None:

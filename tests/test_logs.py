@@ -18,7 +18,7 @@ from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import logs
 from sidecar.observe import token_hash
 
-STABLE = ("time", "level", "logger", "message")
+STABLE = ("time", "level", "logger", "pid", "message")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import Sidecar, _http_get, running, unsigned
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import __version__
+from sidecar import __version__, config
+from sidecar.errors import ConfigError
 
 _HTTP = re.compile(r" http=(\S+)")
 
@@ -106,3 +107,13 @@ async def test_readyz_mirrors_health_through_the_drain(sidecar: Sidecar) -> None
         assert await asyncio.to_thread(_http_get, address, "/healthz") == (200, "ok\n")
         watch.cancel()
     assert await asyncio.to_thread(sidecar.wait) == 0
+
+
+def test_metrics_need_one_process() -> None:
+    env = {"AUTH_MODE": "insecure", "SIDECAR_HTTP_LISTEN": "127.0.0.1:0", "SIDECAR_WORKERS": "2"}
+    with pytest.raises(ConfigError) as raised:
+        config.load(env)
+    assert raised.value.problems == [
+        "SIDECAR_HTTP_LISTEN: needs SIDECAR_WORKERS=1 (not 2): metrics are per process"
+    ]
+    assert config.load({**env, "SIDECAR_LISTEN": "unix:/tmp/one-process.sock"}).http_listen

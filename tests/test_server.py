@@ -49,6 +49,7 @@ from support import (
 )
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from sidecar import limits
 from sidecar.errors import Reason as CoreReason
 
 AUTH_SERVICE = "authsidecar.v1.AuthService"
@@ -363,7 +364,8 @@ ODD_TOKENS: dict[str, str] = {
     "100 kB": "a" * 100_000,
     "100 kB of dots": "x." * 50_000,
     "just over the limit": unsigned({"sub": "a", "pad": "x" * 8200}),
-    "900 kB": "eyJ" * 300_000,
+    # Over the gRPC message limit is RESOURCE_EXHAUSTED (below); under it, a decision.
+    "just under the message limit": "eyJ" * ((limits.max_message_bytes(8192) - 16) // 3),
     "non-ascii": "é.ü.ß",
     "nul": "\x00.\x00.\x00",
     "bearer prefix": "Bearer " + unsigned({"sub": "a"}),
@@ -410,9 +412,13 @@ def test_odd_tokens_in_secure_mode(secure: Secure) -> None:
 
 
 def test_message_over_the_grpc_limit_is_resource_exhausted(insecure_tcp: Sidecar) -> None:
+    """The limit is what the API needs (sidecar.limits), not 1 MiB: a flood cannot buffer more."""
+    limit = limits.max_message_bytes(8192)
     with auth_stub(insecure_tcp) as stub:
+        # Under the limit, an over-long token is a decision; over it, gRPC refuses the message.
+        assert_refused(validate(stub, "a" * (limit - 16)), R.REASON_MALFORMED, "Invalid token")
         with pytest.raises(grpc.RpcError) as raised:
-            validate(stub, "a" * (1 << 20))
+            validate(stub, "a" * limit)
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert validate(stub, unsigned({"sub": "a"})).valid  # and the server carries on
 

@@ -1102,3 +1102,13 @@ def test_an_escaped_surrogate_pair_is_one_character(some_mode: Mode) -> None:
     assert b"\\ud83d\\ude80" in payload
     decision = _decide_payload(some_mode, payload)
     assert decision.valid and decision.user_id == "rocket \U0001f680"
+
+
+def test_decoded_headers_are_remembered_within_a_bound() -> None:
+    """A repeated header is decoded once; a flood of distinct ones cannot grow the memo."""
+    first = jws.parse(unsigned({"sub": "a"}, header={"alg": "none", "n": 0}), 8192).header
+    again = jws.parse(unsigned({"sub": "b"}, header={"alg": "none", "n": 0}), 8192).header
+    assert again is first and first == {"alg": "none", "n": 0}
+    for n in range(1, 200):
+        assert jws.parse(unsigned({}, header={"alg": "none", "n": n}), 8192).header["n"] == n
+    assert len(jws._HEADERS) <= jws._MAX_HEADERS
