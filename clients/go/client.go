@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -23,11 +21,9 @@ import (
 // Client calls one sidecar. It is safe for concurrent use; make one and share it, since it
 // holds one HTTP/2 connection that all calls share.
 type Client struct {
-	conn     *grpc.ClientConn
-	api      authsidecarv1.AuthServiceClient
-	timeout  time.Duration
-	attempts int
-	backoff  time.Duration
+	conn    *grpc.ClientConn
+	api     authsidecarv1.AuthServiceClient
+	timeout time.Duration
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,18 +64,19 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	if creds == nil {
 		creds = insecure.NewCredentials()
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, s.dialOpts...)
+	dialOpts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(retryServiceConfig(s.attempts, s.backoff)),
+	}, s.dialOpts...)
 	conn, err := grpc.NewClient(target, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("authsidecar: %s: %w", target, err)
 	}
 	conn.Connect()
 	return &Client{
-		conn:     conn,
-		api:      authsidecarv1.NewAuthServiceClient(conn),
-		timeout:  s.timeout,
-		attempts: s.attempts,
-		backoff:  s.backoff,
+		conn:    conn,
+		api:     authsidecarv1.NewAuthServiceClient(conn),
+		timeout: s.timeout,
 	}, nil
 }
 
@@ -93,11 +90,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 func (c *Client) Validate(ctx context.Context, token string) (Decision, error) {
 	ctx, cancel := c.withDeadline(ctx)
 	defer cancel()
-	var resp *authsidecarv1.ValidateResponse
-	err := c.retry(ctx, func(ctx context.Context) (err error) {
-		resp, err = c.api.Validate(ctx, &authsidecarv1.ValidateRequest{Token: token})
-		return err
-	})
+	resp, err := c.api.Validate(ctx, &authsidecarv1.ValidateRequest{Token: token})
 	if err != nil {
 		return Decision{}, err
 	}
@@ -144,11 +137,7 @@ func (c *Client) Mint(ctx context.Context, userID string, opts ...MintOption) (M
 	if m.secret != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+m.secret)
 	}
-	var resp *authsidecarv1.MintResponse
-	err := c.retry(ctx, func(ctx context.Context) (err error) {
-		resp, err = c.api.Mint(ctx, req)
-		return err
-	})
+	resp, err := c.api.Mint(ctx, req)
 	if err != nil {
 		return Minted{}, err
 	}
@@ -170,78 +159,6 @@ func (c *Client) withDeadline(ctx context.Context) (context.Context, context.Can
 		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, c.timeout)
-}
-
-// retry runs call until it succeeds, fails with a code other than Unavailable, or has been
-// tried c.attempts times; see WithRetry.
-func (c *Client) retry(ctx context.Context, call func(context.Context) error) error {
-	for attempt := 1; ; attempt++ {
-		err := call(ctx)
-		if err == nil || status.Code(err) != codes.Unavailable || attempt >= c.attempts {
-			return err
-		}
-		pause := c.pause(attempt)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= pause {
-			return err
-		}
-		if c.await(ctx, pause) != nil {
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return err
-		}
-	}
-}
-
-// pause is the wait before retry number attempt: backoff·2^(attempt-1), capped, plus jitter.
-func (c *Client) pause(attempt int) time.Duration {
-	limit := max(c.backoff, MaxRetryBackoff)
-	d := c.backoff
-	for range attempt - 1 {
-		if d >= limit/2 {
-			d = limit
-			break
-		}
-		d *= 2
-	}
-	if jitter := d / 5; jitter > 0 {
-		d += rand.N(jitter)
-	}
-	return d
-}
-
-// await waits for up to d, and returns early once the connection becomes ready. If the
-// connection is down, it first makes gRPC reconnect at once instead of after its own backoff
-// (one second and growing), so that every retry has a fresh connection attempt behind it. It
-// returns an error only when ctx ends first.
-func (c *Client) await(ctx context.Context, d time.Duration) error {
-	waitCtx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	state := c.conn.GetState()
-	// A server that answered Unavailable over a ready connection still gets the full pause.
-	down := state != connectivity.Ready
-	if down {
-		c.conn.ResetConnectBackoff()
-	}
-	for {
-		switch state {
-		case connectivity.Ready:
-			if down {
-				return nil
-			}
-		case connectivity.Idle:
-			down = true
-			c.conn.Connect()
-		case connectivity.Shutdown:
-			return nil // closed: the next attempt fails with Canceled
-		default:
-			down = true
-		}
-		if !c.conn.WaitForStateChange(waitCtx, state) {
-			return ctx.Err()
-		}
-		state = c.conn.GetState()
-	}
 }
 
 func timeOf(ts *timestamppb.Timestamp) time.Time {

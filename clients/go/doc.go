@@ -11,7 +11,8 @@
 //     use status.Code(err): codes.Unavailable, codes.DeadlineExceeded, codes.Unauthenticated,
 //     codes.PermissionDenied, codes.FailedPrecondition, codes.InvalidArgument and so on.
 //   - Every call gets a deadline (DefaultTimeout, or WithTimeout) when its context has none.
-//   - Calls that fail with codes.Unavailable are retried with exponential backoff (WithRetry).
+//   - Calls that fail with codes.Unavailable are retried by gRPC's own retry policy, with
+//     exponential backoff (WithRetry); the TypeScript and Python clients retry alike.
 //
 // A minimal use:
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,24 +107,20 @@ func TestReasonNames(t *testing.T) {
 	}
 }
 
-func TestPause(t *testing.T) {
-	c := &Client{backoff: 100 * time.Millisecond}
-	for attempt, base := range map[int]time.Duration{
-		1: 100 * time.Millisecond, 2: 200 * time.Millisecond, 3: 400 * time.Millisecond,
-		4: 800 * time.Millisecond, 5: time.Second, 30: time.Second,
-	} {
-		for range 20 {
-			if got := c.pause(attempt); got < base || got >= base+base/5 {
-				t.Errorf("pause(%d) = %v, want [%v, %v)", attempt, got, base, base+base/5)
-			}
-		}
+func TestRetryServiceConfig(t *testing.T) {
+	// The TypeScript and Python clients' tests expect this very policy.
+	want := `{"methodConfig":[{"name":[{"service":"authsidecar.v1.AuthService"}],"retryPolicy":{` +
+		`"backoffMultiplier":2,"initialBackoff":"0.100s","maxAttempts":3,"maxBackoff":"1.000s",` +
+		`"retryableStatusCodes":["UNAVAILABLE"]}}]}`
+	if got := retryServiceConfig(DefaultRetryAttempts, DefaultRetryBackoff); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
-	long := &Client{backoff: 3 * time.Second}
-	if got := long.pause(4); got < 3*time.Second || got >= 3600*time.Millisecond {
-		t.Errorf("a backoff above MaxRetryBackoff is not capped below itself: %v", got)
+	long := retryServiceConfig(5, 2500*time.Millisecond)
+	if !strings.Contains(long, `"initialBackoff":"2.500s"`) || !strings.Contains(long, `"maxBackoff":"2.500s"`) {
+		t.Errorf("a backoff above MaxRetryBackoff is not capped below itself: %s", long)
 	}
-	if got := (&Client{}).pause(3); got != 0 {
-		t.Errorf("zero backoff: %v", got)
+	if got := retryServiceConfig(1, 0); got != "{}" {
+		t.Errorf("retries off: %s", got)
 	}
 }
 
@@ -131,7 +128,8 @@ func TestDialChecksOptions(t *testing.T) {
 	bad := map[string][]Option{
 		"empty target":           nil,
 		"zero attempts":          {WithRetry(0, time.Second)},
-		"negative backoff":       {WithRetry(3, -time.Second)},
+		"beyond gRPC's limit":    {WithRetry(6, time.Second)},
+		"backoff below 10ms":     {WithRetry(3, 5*time.Millisecond)},
 		"negative timeout":       {WithTimeout(-time.Second)},
 		"empty unix path":        {WithUnixSocket("")},
 		"nil credentials":        {WithTransportCredentials(nil)},
@@ -153,7 +151,7 @@ func TestDialChecksOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.timeout != 0 || c.attempts != 1 {
+	if c.timeout != 0 {
 		t.Errorf("options not applied: %+v", c)
 	}
 	if err := c.Close(); err != nil {

@@ -2,6 +2,7 @@ package authsidecar
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1"
 )
 
 const (
@@ -20,12 +23,19 @@ const (
 	// codes.Unavailable; see WithRetry.
 	DefaultRetryAttempts = 3
 
-	// DefaultRetryBackoff is the pause before the first retry; see WithRetry.
-	DefaultRetryBackoff = 50 * time.Millisecond
+	// DefaultRetryBackoff is the longest pause before the first retry; see WithRetry.
+	DefaultRetryBackoff = 100 * time.Millisecond
 
 	// MaxRetryBackoff caps the doubling pause between retries, unless the backoff given to
 	// WithRetry is itself longer.
 	MaxRetryBackoff = time.Second
+
+	// MaxRetryAttempts is gRPC's limit on the attempts of one call.
+	MaxRetryAttempts = 5
+
+	// MinRetryBackoff is the shortest backoff WithRetry takes (grpc-core, under the Python
+	// client, can stall a retry with a 1 ms backoff; all three clients share the limit).
+	MinRetryBackoff = 10 * time.Millisecond
 )
 
 // Option configures a Client; pass options to Dial.
@@ -96,29 +106,58 @@ func WithTimeout(timeout time.Duration) Option {
 	}
 }
 
-// WithRetry sets how calls that fail with codes.Unavailable are retried: attempts is the total
-// number of tries (1 turns retries off; default DefaultRetryAttempts), and backoff the pause
-// before the first retry (default DefaultRetryBackoff). Each later pause doubles, up to
-// MaxRetryBackoff (or backoff, when that is longer), plus up to 20% random jitter.
+// WithRetry sets how calls that fail with codes.Unavailable are retried, by gRPC's own retry
+// policy (the client's default service config): attempts is the total number of tries, from 1
+// (no retries) to MaxRetryAttempts (default DefaultRetryAttempts), and backoff, at least MinRetryBackoff
+// unless attempts is 1, bounds the first pause (default DefaultRetryBackoff). gRPC waits a random time
+// below min(backoff·2^(n-1), max(backoff, MaxRetryBackoff)) before retry n. The call's deadline
+// covers every attempt; other codes are never retried. The TypeScript and Python clients send
+// the very same policy.
 //
-// Before each retry the client asks gRPC to reconnect at once, rather than wait out gRPC's own
-// reconnect backoff, and it retries as soon as a connection is ready, without waiting for the
-// rest of the pause. Retries stop early when the next pause would outlast the call's deadline;
-// the call then fails with the last codes.Unavailable error. Other codes are never retried.
-//
-// Both RPCs are retried: Validate is idempotent, and a repeated Mint only issues another token.
+// Both RPCs are retried: Validate is idempotent, and a Mint that failed with codes.Unavailable
+// never reached the sidecar, so its retry mints at most the one token the call asked for.
+// A service config of your own (grpc.WithDefaultServiceConfig in WithDialOptions) replaces this.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(s *settings) {
-		if attempts < 1 {
-			s.fail(fmt.Errorf("authsidecar: WithRetry: attempts must be at least 1, not %d", attempts))
+		if attempts < 1 || attempts > MaxRetryAttempts {
+			s.fail(fmt.Errorf("authsidecar: WithRetry: attempts must be from 1 to %d, not %d", MaxRetryAttempts, attempts))
 			return
 		}
-		if backoff < 0 {
-			s.fail(fmt.Errorf("authsidecar: WithRetry: negative backoff %v", backoff))
+		if attempts > 1 && backoff < MinRetryBackoff {
+			s.fail(fmt.Errorf("authsidecar: WithRetry: backoff must be at least %v, not %v", MinRetryBackoff, backoff))
 			return
 		}
 		s.attempts, s.backoff = attempts, backoff
 	}
+}
+
+// retryServiceConfig is the gRPC service config JSON of WithRetry's policy.
+func retryServiceConfig(attempts int, backoff time.Duration) string {
+	if attempts <= 1 {
+		return "{}"
+	}
+	policy := map[string]any{
+		"maxAttempts":          attempts,
+		"initialBackoff":       seconds(backoff),
+		"maxBackoff":           seconds(max(backoff, MaxRetryBackoff)),
+		"backoffMultiplier":    2,
+		"retryableStatusCodes": []string{"UNAVAILABLE"},
+	}
+	config := map[string]any{"methodConfig": []any{map[string]any{
+		"name":        []any{map[string]string{"service": authsidecarv1.AuthService_ServiceDesc.ServiceName}},
+		"retryPolicy": policy,
+	}}}
+	data, err := json.Marshal(config)
+	if err != nil {
+		panic(err) // only maps, strings and numbers: cannot fail
+	}
+	return string(data)
+}
+
+// seconds is d as a service config duration with millisecond precision, such as "0.100s".
+func seconds(d time.Duration) string {
+	ms := d.Milliseconds()
+	return fmt.Sprintf("%d.%03ds", ms/1000, ms%1000)
 }
 
 // WithDialOptions passes extra options to grpc.NewClient, after the client's own: interceptors,

@@ -2,18 +2,33 @@
 
     python examples/sync_server.py --listen 127.0.0.1:3000 --sidecar 127.0.0.1:50051
 
-`Authorization: Bearer <token>` is checked with the sidecar's Validate: a refused token gets a
-401 with the sidecar's reason and Electric's message; an accepted one gets the user's data.
+`Authorization: Bearer <token>` is checked with the sidecar's Validate. The answers are the same
+as the Go and TypeScript examples', and as the sidecar's Envoy Check:
+
+- no bearer token: 401, `WWW-Authenticate: Bearer realm="auth-sidecar"`,
+  `{"error": "missing_token", "message": "Missing bearer token"}`;
+- a refused token: 401, `WWW-Authenticate: Bearer realm="auth-sidecar", error="invalid_token"`,
+  `{"error": "invalid_token", "message": "Expired token", "reason": "REASON_EXPIRED"}`;
+- an accepted token: 200, `{"user_id": "alice", "path": "/v1/shape"}`;
+- no decision (sidecar down or too slow): 503,
+  `{"error": "auth_unavailable", "message": "Auth sidecar unavailable"}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
+
 from authsidecar import AuthClient
+
+REALM = "auth-sidecar"
+"""Names this server in WWW-Authenticate (the sidecar's default SIDECAR_ENVOY_REALM)."""
+log = logging.getLogger("sync_server")
 
 
 def make_handler(client: AuthClient) -> type[BaseHTTPRequestHandler]:
@@ -21,19 +36,38 @@ def make_handler(client: AuthClient) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             scheme, _, token = self.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                self._reply(401, {"error": "missing_token"})
+                self._reply(
+                    401,
+                    {"error": "missing_token", "message": "Missing bearer token"},
+                    f'Bearer realm="{REALM}"',
+                )
                 return
-            decision = client.validate(token.strip())
+            try:
+                decision = client.validate(token.strip())
+            except grpc.RpcError as error:
+                log.warning("auth sidecar: %s", error.code())
+                self._reply(
+                    503, {"error": "auth_unavailable", "message": "Auth sidecar unavailable"}
+                )
+                return
             if not decision.valid:
                 self._reply(
-                    401, {"reason": f"REASON_{decision.reason.name}", "message": decision.message}
+                    401,
+                    {
+                        "error": "invalid_token",
+                        "message": decision.message,
+                        "reason": str(decision.reason),
+                    },
+                    f'Bearer realm="{REALM}", error="invalid_token"',
                 )
                 return
             self._reply(200, {"user_id": decision.user_id, "path": self.path})
 
-        def _reply(self, status: int, body: dict[str, Any]) -> None:
+        def _reply(self, status: int, body: dict[str, Any], challenge: str | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            if challenge is not None:
+                self.send_header("WWW-Authenticate", challenge)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(data)))
             self.end_headers()

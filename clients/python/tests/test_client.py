@@ -6,6 +6,7 @@ Also unit tests of `authsidecar.v1.structs`, the Struct <-> dict conversion the 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -46,6 +47,7 @@ from authsidecar import (
 from authsidecar import client as client_module
 from authsidecar.client import _mint_request
 from authsidecar.v1 import auth_pb2
+from authsidecar.v1.reason import Reason as SharedReason
 from authsidecar.v1.structs import from_struct, to_struct
 
 # -- sidecars ----------------------------------------------------------------------------------
@@ -94,7 +96,15 @@ def rich_claims(now: int) -> dict[str, Any]:
 
 
 def test_reason_matches_the_proto_enum() -> None:
-    assert {f"REASON_{r.name}": r.value for r in Reason} == dict(auth_pb2.Reason.items())
+    assert {r.wire: r.value for r in Reason} == dict(auth_pb2.Reason.items())
+
+
+def test_reason_prints_its_wire_name_as_go_and_typescript_do() -> None:
+    assert Reason is SharedReason  # the one definition the server uses too
+    assert str(Reason.EXPIRED) == "REASON_EXPIRED" == Reason.EXPIRED.wire
+    assert f"{Reason.MALFORMED}" == "REASON_MALFORMED"
+    assert str(Reason(99)) == "REASON_UNKNOWN_99"
+    assert int(Reason.EXPIRED) == auth_pb2.REASON_EXPIRED  # still the proto's number
 
 
 def test_package_exports() -> None:
@@ -174,6 +184,25 @@ def test_validate_against_a_secure_sidecar(secure: str) -> None:
 def _close_to(moment: datetime | None, seconds: float) -> bool:
     assert moment is not None and moment.tzinfo is not None
     return abs(moment.timestamp() - (time.time() + seconds)) < 5
+
+
+PROTO_KEY_CLAIMS = json.loads(
+    '{"__proto__": {"role": "admin", "__proto__": [1, {"__proto__": "deepest"}]},'
+    ' "list": [{"__proto__": null}]}'
+)
+
+
+def test_a_claim_named_proto_round_trips(target: str, secure: str) -> None:
+    """As in the TypeScript client, where it once was dropped: top level and nested."""
+    with AuthClient(target) as client:
+        decision = client.validate(unsigned({"sub": "alice", **PROTO_KEY_CLAIMS}))
+    assert decision.valid and decision.claims == {"sub": "alice", **PROTO_KEY_CLAIMS}
+    with AuthClient(secure) as client:
+        minted = client.mint("bob", PROTO_KEY_CLAIMS, ttl=60, mint_secret=MINT_SECRET)
+        back = client.validate(minted.token).claims
+    payload = jwt.decode(minted.token, options={"verify_signature": False})
+    for claims in (payload, back):
+        assert {k: v for k, v in claims.items() if k in PROTO_KEY_CLAIMS} == PROTO_KEY_CLAIMS
 
 
 def test_insecure_mint_with_claims_and_ttl(target: str) -> None:

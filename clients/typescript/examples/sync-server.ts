@@ -2,13 +2,15 @@
  * A minimal HTTP "sync server" that authenticates every request through auth-sidecar.
  *
  *   GET /anything  with  Authorization: Bearer <jwt>
- *     -> 200 {"user_id": "alice", "path": "/anything"}                 token accepted
- *     -> 401 {"error": "unauthorized", "reason": "REASON_EXPIRED",
- *             "message": "Expired token"}                               token refused
- *     -> 503 {"error": "auth unavailable", "code": "UNAVAILABLE"}       sidecar unreachable
+ *     -> 200 {"user_id": "alice", "path": "/anything"}                  token accepted
+ *     -> 401 {"error": "invalid_token", "message": "Expired token",
+ *             "reason": "REASON_EXPIRED"}                               token refused, with
+ *        WWW-Authenticate: Bearer realm="auth-sidecar", error="invalid_token"
+ *     -> 401 {"error": "missing_token", "message": "Missing bearer token"}  no bearer token, with
+ *        WWW-Authenticate: Bearer realm="auth-sidecar"
+ *     -> 503 {"error": "auth_unavailable", "message": "Auth sidecar unavailable"}  no decision
  *
- * A request without a bearer token is decided as the empty token, which the sidecar refuses as
- * REASON_MALFORMED ("Invalid token"), so every 401 carries the sidecar's own reason and message.
+ * The same answers as the Go and Python examples', and as the sidecar's Envoy Check.
  *
  * Run (after `npm run build`):
  *   SIDECAR_TARGET=127.0.0.1:50051 PORT=8080 node dist/examples/sync-server.js
@@ -22,16 +24,23 @@ import type { AddressInfo } from "node:net";
 import { AuthClient, isServiceError, status } from "../src";
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
+/** Names this server in WWW-Authenticate (the sidecar's default SIDECAR_ENVOY_REALM). */
+const REALM = "auth-sidecar";
 
 /** An HTTP server that lets a request through only when the sidecar accepts its bearer token. */
 export function createSyncServer(auth: AuthClient): http.Server {
   return http.createServer((request, response) => {
-    const token = BEARER.exec(request.headers.authorization ?? "")?.[1] ?? "";
+    const token = BEARER.exec(request.headers.authorization ?? "")?.[1];
+    if (token === undefined) {
+      response.setHeader("WWW-Authenticate", `Bearer realm="${REALM}"`);
+      send(response, 401, { error: "missing_token", message: "Missing bearer token" });
+      return;
+    }
     auth.validate(token).then(
       (decision) => {
         if (!decision.valid) {
-          response.setHeader("WWW-Authenticate", 'Bearer error="invalid_token"');
-          send(response, 401, { error: "unauthorized", reason: decision.reason, message: decision.message });
+          response.setHeader("WWW-Authenticate", `Bearer realm="${REALM}", error="invalid_token"`);
+          send(response, 401, { error: "invalid_token", message: decision.message, reason: decision.reason });
           return;
         }
         // A real sync server would now serve this user's data.
@@ -39,8 +48,8 @@ export function createSyncServer(auth: AuthClient): http.Server {
       },
       (error: unknown) => {
         // No decision: the sidecar is down or too slow. Fail closed.
-        const code = isServiceError(error) ? status[error.code] : "UNKNOWN";
-        send(response, 503, { error: "auth unavailable", code });
+        console.error(`auth sidecar: ${isServiceError(error) ? status[error.code] : String(error)}`);
+        send(response, 503, { error: "auth_unavailable", message: "Auth sidecar unavailable" });
       },
     );
   });

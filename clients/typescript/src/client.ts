@@ -1,15 +1,33 @@
 import * as grpc from "@grpc/grpc-js";
 
+import { MINT_REQUEST_CLAIMS, VALIDATE_RESPONSE_CLAIMS, claimsField, claimsFromBinary, concat, takeField } from "./claims";
 import {
-  AuthServiceClient,
-  type MintRequest,
+  AuthServiceService,
+  MintRequest,
   type MintResponse,
-  type ValidateResponse,
+  ValidateResponse,
 } from "./gen/authsidecar/v1/auth";
 import { type Reason, reasonFromNumber } from "./reason";
 
 /** Milliseconds a call may take, by default, before it fails with DEADLINE_EXCEEDED. */
 export const DEFAULT_TIMEOUT_MS = 2000;
+
+/** How many times, in all, a call is tried while it fails with UNAVAILABLE (1 turns retries off). */
+export const DEFAULT_RETRY_ATTEMPTS = 3;
+
+/** The longest pause before the first retry, in milliseconds; each later one may be twice as long. */
+export const DEFAULT_RETRY_BACKOFF_MS = 100;
+
+/** The cap on the doubling pause, in milliseconds, unless the backoff itself is longer. */
+export const MAX_RETRY_BACKOFF_MS = 1000;
+
+/** gRPC's limit on attempts per call: a retry policy asking for more gets 5. */
+export const MAX_RETRY_ATTEMPTS = 5;
+
+/** The shortest backoff, in milliseconds (grpc-core, under the Python client, can stall a retry with 1 ms). */
+export const MIN_RETRY_BACKOFF_MS = 10;
+
+const SERVICE = "authsidecar.v1.AuthService";
 
 /** How an {@link AuthClient} connects. Every field is optional. */
 export interface AuthClientOptions {
@@ -23,7 +41,22 @@ export interface AuthClientOptions {
    * Default: `grpc.credentials.createInsecure()`, the plaintext the sidecar serves.
    */
   credentials?: grpc.ChannelCredentials;
-  /** grpc-js channel options, such as `"grpc.keepalive_time_ms"`. Default: none. */
+  /**
+   * How many times, in all, a call is tried while it fails with UNAVAILABLE: an integer from 1
+   * (no retries) to {@link MAX_RETRY_ATTEMPTS} (5). Default: {@link DEFAULT_RETRY_ATTEMPTS} (3).
+   * See {@link retryServiceConfig}.
+   */
+  retryAttempts?: number;
+  /**
+   * The longest pause before the first retry, in milliseconds (at least 10); each later pause may be
+   * twice as long as the one before, up to {@link MAX_RETRY_BACKOFF_MS} (1000) or this backoff if
+   * longer. Default: {@link DEFAULT_RETRY_BACKOFF_MS} (100).
+   */
+  retryBackoffMs?: number;
+  /**
+   * grpc-js channel options, such as `"grpc.keepalive_time_ms"`. A `"grpc.service_config"` here
+   * replaces the client's retry policy. Default: none.
+   */
   channelOptions?: grpc.ChannelOptions;
 }
 
@@ -88,7 +121,9 @@ export interface Minted {
  * A refused token is a {@link Decision} with `valid: false`: `validate` resolves, it never rejects
  * for a token. Refused `mint` calls and transport failures (sidecar down, deadline passed) reject
  * with grpc-js's `ServiceError`, whose `code` is the gRPC status (see {@link isServiceError}).
- * Every call carries a deadline. Create one client per process and share it; `close()` it at the end.
+ * Every call carries a deadline, which covers its retries: a call that fails with UNAVAILABLE is
+ * tried again by grpc-js's own retry policy (see {@link retryServiceConfig}). Create one client per
+ * process and share it; `close()` it at the end.
  *
  * ```ts
  * const auth = new AuthClient("127.0.0.1:50051");
@@ -98,7 +133,7 @@ export interface Minted {
  * ```
  */
 export class AuthClient {
-  private readonly stub: AuthServiceClient;
+  private readonly channel: grpc.Client;
   private readonly timeoutMs: number;
 
   /**
@@ -106,15 +141,20 @@ export class AuthClient {
    *
    * @param target `host:port` (`127.0.0.1:50051`, `[::1]:50051`, `sidecar:50051`) or a Unix
    *   socket as `unix:/path/to/socket` (or `unix:///path`).
-   * @throws RangeError when `options.timeoutMs` is not a positive finite number.
+   * @throws RangeError when `options.timeoutMs` is not a positive finite number, or the retry
+   *   options are out of range.
    */
   constructor(target: string, options: AuthClientOptions = {}) {
     this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    this.stub = new AuthServiceClient(
-      target,
-      options.credentials ?? grpc.credentials.createInsecure(),
-      options.channelOptions ?? {},
+    const serviceConfig = retryServiceConfig(
+      options.retryAttempts ?? DEFAULT_RETRY_ATTEMPTS,
+      options.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS,
     );
+    this.channel = new grpc.Client(target, options.credentials ?? grpc.credentials.createInsecure(), {
+      "grpc.enable_retries": 1,
+      "grpc.service_config": JSON.stringify(serviceConfig),
+      ...options.channelOptions,
+    });
   }
 
   /**
@@ -127,10 +167,19 @@ export class AuthClient {
   validate(token: string, options: ValidateOptions = {}): Promise<Decision> {
     return new Promise((resolve, reject) => {
       const deadline = this.deadline(options.timeoutMs);
-      this.stub.validate({ token }, new grpc.Metadata(), { deadline }, (error, response) => {
-        if (error) reject(error);
-        else resolve(toDecision(response));
-      });
+      const method = AuthServiceService.validate;
+      this.channel.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        decodeValidateResponse,
+        { token },
+        new grpc.Metadata(),
+        { deadline },
+        (error, response) => {
+          if (error) reject(error);
+          else resolve(response!);
+        },
+      );
     });
   }
 
@@ -141,27 +190,42 @@ export class AuthClient {
    * Rejects with a `ServiceError` whose `code` says why: INVALID_ARGUMENT (blank user id, a
    * reserved claim, a ttl out of range), FAILED_PRECONDITION (Mint is off: no SIDECAR_MINT_SECRET,
    * or no signing key), UNAUTHENTICATED (no `mintSecret` given), PERMISSION_DENIED (wrong
-   * `mintSecret`), or a transport code. Rejects with a RangeError, before sending anything, for a
-   * non-finite `ttlSeconds` or a bad `timeoutMs`.
+   * `mintSecret`), or a transport code. Rejects before sending anything with a RangeError for a
+   * non-finite `ttlSeconds` or a bad `timeoutMs`, and with a TypeError for claims that are not
+   * JSON values.
+   *
+   * A call that fails with UNAVAILABLE is retried like Validate: the sidecar never processed it,
+   * so a retry mints at most the one token the call asked for.
    */
   mint(userId: string, options: MintOptions = {}): Promise<Minted> {
     return new Promise((resolve, reject) => {
       const deadline = this.deadline(options.timeoutMs);
       const request: MintRequest = { userId };
-      if (options.claims && Object.keys(options.claims).length > 0) {
-        request.claims = options.claims;
-      }
       if (options.ttlSeconds !== undefined) {
         request.ttl = toDuration(options.ttlSeconds);
       }
+      // Encoded here, not by the generated code, which would drop a claim named `__proto__`.
+      const claims =
+        options.claims && Object.keys(options.claims).length > 0
+          ? claimsField(MINT_REQUEST_CLAIMS, options.claims)
+          : new Uint8Array();
       const metadata = new grpc.Metadata();
       if (options.mintSecret) {
         metadata.set("authorization", `Bearer ${options.mintSecret}`);
       }
-      this.stub.mint(request, metadata, { deadline }, (error, response) => {
-        if (error) reject(error);
-        else resolve(toMinted(response));
-      });
+      const method = AuthServiceService.mint;
+      this.channel.makeUnaryRequest(
+        method.path,
+        (value: MintRequest) => Buffer.from(concat([MintRequest.encode(value).finish(), claims])),
+        method.responseDeserialize,
+        request,
+        metadata,
+        { deadline },
+        (error, response) => {
+          if (error) reject(error);
+          else resolve(toMinted(response!));
+        },
+      );
     });
   }
 
@@ -171,7 +235,7 @@ export class AuthClient {
    * `Error("Channel has been shut down")`. Closing twice is harmless.
    */
   close(): void {
-    this.stub.close();
+    this.channel.close();
   }
 
   private deadline(timeoutMs: number | undefined): Date {
@@ -186,6 +250,60 @@ export class AuthClient {
 export function isServiceError(error: unknown): error is grpc.ServiceError {
   const candidate = error as Partial<grpc.ServiceError>;
   return error instanceof Error && typeof candidate.code === "number" && typeof candidate.details === "string";
+}
+
+/**
+ * The gRPC service config that every client channel gets: calls to the sidecar that fail with
+ * UNAVAILABLE (nothing listening, a connection lost before the call reached the sidecar, or a
+ * sidecar without its keys yet) are tried `attempts` times in all. Before retry n gRPC waits a
+ * random time below min(backoff × 2^(n-1), max(backoff, 1 s)). No other code is retried, and the
+ * call's deadline covers every attempt. The Go and Python clients send the very same policy.
+ *
+ * @throws RangeError when `attempts` is not an integer from 1 to 5, or `backoffMs` is below 10
+ *   (or not finite) while retries are on.
+ */
+export function retryServiceConfig(attempts: number, backoffMs: number): object {
+  if (!Number.isInteger(attempts) || attempts < 1 || attempts > MAX_RETRY_ATTEMPTS) {
+    throw new RangeError(`retryAttempts must be an integer from 1 to ${MAX_RETRY_ATTEMPTS}, not ${attempts}`);
+  }
+  if (attempts === 1) return {};
+  if (!Number.isFinite(backoffMs) || backoffMs < MIN_RETRY_BACKOFF_MS) {
+    throw new RangeError(`retryBackoffMs must be at least ${MIN_RETRY_BACKOFF_MS} ms, not ${backoffMs}`);
+  }
+  return {
+    methodConfig: [
+      {
+        name: [{ service: SERVICE }],
+        retryPolicy: {
+          maxAttempts: attempts,
+          initialBackoff: seconds(backoffMs),
+          maxBackoff: seconds(Math.max(backoffMs, MAX_RETRY_BACKOFF_MS)),
+          backoffMultiplier: 2,
+          retryableStatusCodes: ["UNAVAILABLE"],
+        },
+      },
+    ],
+  };
+}
+
+/** Milliseconds as a service config duration, such as "0.100s". */
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(3)}s`;
+}
+
+/** ValidateResponse, with `claims` decoded apart: the generated code would drop `__proto__`. */
+function decodeValidateResponse(bytes: Buffer): Decision {
+  const { rest, field } = takeField(bytes, VALIDATE_RESPONSE_CLAIMS);
+  const response = ValidateResponse.decode(rest);
+  const decision: Decision = {
+    valid: response.valid,
+    userId: response.userId,
+    claims: field.length > 0 ? claimsFromBinary(field) : {},
+    reason: reasonFromNumber(response.reason),
+    message: response.message,
+  };
+  if (response.expiresAt !== undefined) decision.expiresAt = response.expiresAt;
+  return decision;
 }
 
 function checkTimeout(timeoutMs: number): number {
@@ -207,18 +325,6 @@ function toDuration(seconds: number): { seconds: number; nanos: number } {
     nanos = 0;
   }
   return { seconds: whole, nanos };
-}
-
-function toDecision(response: ValidateResponse): Decision {
-  const decision: Decision = {
-    valid: response.valid,
-    userId: response.userId,
-    claims: response.claims ?? {},
-    reason: reasonFromNumber(response.reason),
-    message: response.message,
-  };
-  if (response.expiresAt !== undefined) decision.expiresAt = response.expiresAt;
-  return decision;
 }
 
 function toMinted(response: MintResponse): Minted {

@@ -15,8 +15,14 @@
  */
 export {
   AuthClient,
+  DEFAULT_RETRY_ATTEMPTS,
+  DEFAULT_RETRY_BACKOFF_MS,
   DEFAULT_TIMEOUT_MS,
+  MAX_RETRY_ATTEMPTS,
+  MAX_RETRY_BACKOFF_MS,
+  MIN_RETRY_BACKOFF_MS,
   isServiceError,
+  retryServiceConfig,
   type AuthClientOptions,
   type Decision,
   type MintOptions,

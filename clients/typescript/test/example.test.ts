@@ -62,19 +62,19 @@ describe("examples/sync-server", () => {
     const expired = unsignedToken({ sub: "alice", exp: Math.floor(Date.now() / 1000) - 60 });
     assert.deepEqual(await get(example.url, `Bearer ${expired}`), {
       status: 401,
-      body: { error: "unauthorized", reason: Reason.EXPIRED, message: "Expired token" },
-      challenge: 'Bearer error="invalid_token"',
+      body: { error: "invalid_token", message: "Expired token", reason: Reason.EXPIRED },
+      challenge: 'Bearer realm="auth-sidecar", error="invalid_token"',
     });
     const noUser = await get(example.url, `Bearer ${unsignedToken({ role: "x" })}`);
-    assert.deepEqual(noUser.body, { error: "unauthorized", reason: Reason.INVALID_USER_ID, message: "Missing or invalid 'user_id'" });
+    assert.deepEqual(noUser.body, { error: "invalid_token", message: "Missing or invalid 'user_id'", reason: Reason.INVALID_USER_ID });
   });
 
-  it("answers 401 REASON_MALFORMED without a bearer token", async () => {
-    for (const authorization of [undefined, "Basic YWxpY2U6c2VjcmV0"]) {
-      assert.deepEqual((await get(example.url, authorization)).body, {
-        error: "unauthorized",
-        reason: "REASON_MALFORMED",
-        message: "Invalid token",
+  it("answers a missing bearer token as the sidecar's Envoy Check does", async () => {
+    for (const authorization of [undefined, "Basic YWxpY2U6c2VjcmV0", "Bearer "]) {
+      assert.deepEqual(await get(example.url, authorization), {
+        status: 401,
+        body: { error: "missing_token", message: "Missing bearer token" },
+        challenge: 'Bearer realm="auth-sidecar"',
       });
     }
   });
@@ -85,7 +85,7 @@ describe("examples/sync-server", () => {
     try {
       assert.deepEqual(await get(orphan.url, `Bearer ${unsignedToken({ sub: "alice" })}`), {
         status: 503,
-        body: { error: "auth unavailable", code: "UNAVAILABLE" },
+        body: { error: "auth_unavailable", message: "Auth sidecar unavailable" },
         challenge: null,
       });
     } finally {

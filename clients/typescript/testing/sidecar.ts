@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 
@@ -20,7 +21,8 @@ export const HS_KEY_FILE = path.join(REPO_ROOT, "tests", "keys", "hs.key");
 /** A mint secret: SIDECAR_MINT_SECRET needs 32+ bytes. */
 export const MINT_SECRET = "mint-secret-" + "m".repeat(32);
 
-const SERVING = /serving .*listen=(\S+)/;
+/** How long a sidecar may take to write its ready file. */
+export const START_TIMEOUT_MS = 30_000;
 const running = new Set<ChildProcess>();
 
 // A test file that dies must not leave sidecars behind.
@@ -59,6 +61,9 @@ export class Process {
 
   constructor(readonly child: ChildProcess) {
     running.add(child);
+    child.once("error", (error) => {
+      this.spawnError = error;
+    });
     this.closed = new Promise((resolve) => {
       child.on("close", (code, signal) => {
         running.delete(child);
@@ -66,6 +71,19 @@ export class Process {
       });
     });
   }
+
+  /** Reads `stream` line by line into `log` to its end, so the process never blocks on a full pipe. */
+  drain(stream: NodeJS.ReadableStream): void {
+    readline.createInterface({ input: stream, crlfDelay: Infinity }).on("line", (line) => this.log.push(line));
+  }
+
+  /** True once the process has exited (or could not be spawned). */
+  get exited(): boolean {
+    return this.child.exitCode !== null || this.child.signalCode !== null || this.spawnError !== undefined;
+  }
+
+  /** Why the process could not be spawned, if it could not. */
+  spawnError?: Error;
 
   /**
    * Resolves with the first capture of `pattern` in a line of `stream`; rejects if the stream ends
@@ -104,24 +122,53 @@ export class Sidecar extends Process {
 }
 
 /**
- * Starts `$SIDECAR_PYTHON -m sidecar serve` with `env` (AUTH_* and SIDECAR_* settings) and
- * SIDECAR_LISTEN=`listen`, in a clean environment. Resolves once the sidecar logs that it serves,
- * with the address from that line (so port 0 works without races or sleeps).
+ * Starts `$SIDECAR_PYTHON -m sidecar serve --ready-file <file>` with `env` (AUTH_* and SIDECAR_*
+ * settings) and SIDECAR_LISTEN=`listen`, in a clean environment. Resolves once the sidecar has
+ * written its bound address to the ready file (so port 0 works without races), with that address.
+ * Its stderr is read to the end all along, into `log`.
  */
 export async function startSidecar(env: Record<string, string>, listen = "127.0.0.1:0"): Promise<Sidecar> {
-  const child = spawn(SIDECAR_PYTHON, ["-m", "sidecar", "serve"], {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sc-ready-"));
+  const ready = path.join(dir, "address");
+  const child = spawn(SIDECAR_PYTHON, ["-m", "sidecar", "serve", "--ready-file", ready], {
     cwd: REPO_ROOT,
     env: cleanEnv({ SIDECAR_LISTEN: listen, ...env }),
     stdio: ["ignore", "ignore", "pipe"],
   });
   const sidecar = new Sidecar(child);
+  sidecar.drain(child.stderr!);
   try {
-    sidecar.address = await sidecar.waitFor(child.stderr!, SERVING);
+    sidecar.address = await waitForFile(ready, sidecar, START_TIMEOUT_MS);
   } catch (error) {
+    if (!sidecar.exited) child.kill("SIGKILL");
+    await sidecar.closed;
     const why = error instanceof Error ? error.message : String(error);
-    throw new Error(`cannot start the sidecar with ${SIDECAR_PYTHON} (set SIDECAR_PYTHON to choose another): ${why}`);
+    throw new Error(
+      `cannot start the sidecar with ${SIDECAR_PYTHON} (set SIDECAR_PYTHON to choose another): ${why}\n${sidecar.log.join("\n")}`,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
   return sidecar;
+}
+
+/**
+ * The trimmed text of `file` once it exists (the sidecar renames it into place whole). A bounded
+ * poll on that condition, which also gives up as soon as `proc` has exited.
+ */
+export async function waitForFile(file: string, proc: Process, timeoutMs: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return fs.readFileSync(file, "utf8").trim();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    }
+    if (proc.spawnError) throw proc.spawnError;
+    if (proc.exited) throw new Error(`it exited before writing ${file}`);
+    if (Date.now() >= deadline) throw new Error(`no ${file} within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** A fresh directory under /tmp, short enough for a Unix socket path (108 bytes at most). */

@@ -3,14 +3,17 @@
 //
 //	go run ./examples/syncserver -listen 127.0.0.1:8080 -sidecar 127.0.0.1:50051
 //
-// Each request's `Authorization: Bearer <token>` goes to the sidecar's Validate:
+// Each request's `Authorization: Bearer <token>` goes to the sidecar's Validate. The answers
+// are the same as the Python and TypeScript examples', and as the sidecar's Envoy Check:
 //
-//   - a refused token (or none) gets 401, with the sidecar's reason and Electric's message:
-//     {"error":"unauthorized","reason":"REASON_EXPIRED","message":"Expired token"}
+//   - no bearer token: 401, WWW-Authenticate: Bearer realm="auth-sidecar",
+//     {"error":"missing_token","message":"Missing bearer token"}
+//   - a refused token: 401, WWW-Authenticate: Bearer realm="auth-sidecar", error="invalid_token",
+//     {"error":"invalid_token","message":"Expired token","reason":"REASON_EXPIRED"}
 //   - an accepted one reaches the application handler, here one that answers 200 with the
-//     user: {"user_id":"alice"}
+//     user and path: {"user_id":"alice","path":"/v1/shape"}
 //   - when the sidecar gives no decision (down, overloaded, too slow), the server fails closed
-//     with 503: {"error":"auth unavailable","code":"Unavailable"}
+//     with 503: {"error":"auth_unavailable","message":"Auth sidecar unavailable"}
 package main
 
 import (
@@ -27,10 +30,11 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc/status"
-
 	authsidecar "github.com/auth-sidecar/auth-sidecar/clients/go"
 )
+
+// realm names this server in WWW-Authenticate (the sidecar's default SIDECAR_ENVOY_REALM).
+const realm = "auth-sidecar"
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "HTTP address to serve on")
@@ -88,23 +92,30 @@ func userID(ctx context.Context) string {
 // with the user id in its context.
 func authenticate(client *authsidecar.Client, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// A missing or non-Bearer header sends an empty token: the sidecar refuses it as
-		// REASON_MALFORMED, so that every 401 carries the sidecar's own reason.
-		decision, err := client.Validate(r.Context(), bearer(r))
+		token := bearer(r)
+		if token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{
+				"error":   "missing_token",
+				"message": "Missing bearer token",
+			})
+			return
+		}
+		decision, err := client.Validate(r.Context(), token)
 		if err != nil {
 			log.Printf("auth sidecar: %v", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-				"error": "auth unavailable",
-				"code":  status.Code(err).String(),
+				"error":   "auth_unavailable",
+				"message": "Auth sidecar unavailable",
 			})
 			return
 		}
 		if !decision.Valid {
-			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`", error="invalid_token"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{
-				"error":   "unauthorized",
-				"reason":  decision.Reason.String(),
+				"error":   "invalid_token",
 				"message": decision.Message,
+				"reason":  decision.Reason.String(),
 			})
 			return
 		}
@@ -123,7 +134,7 @@ func bearer(r *http.Request) string {
 
 // whoami stands for the sync server's real work.
 func whoami(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"user_id": userID(r.Context())})
+	writeJSON(w, http.StatusOK, map[string]string{"user_id": userID(r.Context()), "path": r.URL.RequestURI()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

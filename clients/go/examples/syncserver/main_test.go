@@ -48,32 +48,35 @@ func TestSyncServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	const challenge = `Bearer realm="auth-sidecar", error="invalid_token"`
+	missing := map[string]string{"error": "missing_token", "message": "Missing bearer token"}
 	cases := []struct {
 		name          string
 		authorization string
 		code          int
 		body          map[string]string
+		challenge     string
 	}{
 		{"valid", "Bearer " + sidecartest.Unsigned(map[string]any{"sub": "alice"}),
-			200, map[string]string{"user_id": "alice"}},
+			200, map[string]string{"user_id": "alice", "path": "/v1/shape?table=items"}, ""},
 		{"minted by the sidecar", "bearer " + minted.Token,
-			200, map[string]string{"user_id": "frank"}},
+			200, map[string]string{"user_id": "frank", "path": "/v1/shape?table=items"}, ""},
 		{"expired", "Bearer " + sidecartest.Unsigned(map[string]any{"sub": "bob", "exp": 1_000_000_000}),
-			401, map[string]string{"error": "unauthorized", "reason": "REASON_EXPIRED", "message": "Expired token"}},
+			401, map[string]string{"error": "invalid_token", "reason": "REASON_EXPIRED", "message": "Expired token"}, challenge},
 		{"no user", "Bearer " + sidecartest.Unsigned(map[string]any{"role": "admin"}),
-			401, map[string]string{"error": "unauthorized", "reason": "REASON_INVALID_USER_ID", "message": "Missing or invalid 'user_id'"}},
-		{"no header", "",
-			401, map[string]string{"error": "unauthorized", "reason": "REASON_MALFORMED", "message": "Invalid token"}},
-		{"not bearer", "Basic YWxpY2U6c2VjcmV0",
-			401, map[string]string{"error": "unauthorized", "reason": "REASON_MALFORMED", "message": "Invalid token"}},
+			401, map[string]string{"error": "invalid_token", "reason": "REASON_INVALID_USER_ID", "message": "Missing or invalid 'user_id'"}, challenge},
+		// The same answer as the sidecar's Envoy Check, and the Python and TypeScript examples.
+		{"no header", "", 401, missing, `Bearer realm="auth-sidecar"`},
+		{"not bearer", "Basic YWxpY2U6c2VjcmV0", 401, missing, `Bearer realm="auth-sidecar"`},
+		{"empty bearer", "Bearer ", 401, missing, `Bearer realm="auth-sidecar"`},
 	}
 	for _, c := range cases {
-		code, body, header := get(t, server.URL+"/v1/shape", c.authorization)
+		code, body, header := get(t, server.URL+"/v1/shape?table=items", c.authorization)
 		if code != c.code || !maps.Equal(body, c.body) {
 			t.Errorf("%s: got %d %v, want %d %v", c.name, code, body, c.code, c.body)
 		}
-		if code == 401 && header.Get("WWW-Authenticate") == "" {
-			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
+		if got := header.Get("WWW-Authenticate"); got != c.challenge {
+			t.Errorf("%s: WWW-Authenticate %q, want %q", c.name, got, c.challenge)
 		}
 	}
 }
@@ -89,7 +92,7 @@ func TestSyncServerFailsClosed(t *testing.T) {
 	defer server.Close()
 	token := sidecartest.Unsigned(map[string]any{"sub": "alice"})
 	code, body, _ := get(t, server.URL, "Bearer "+token)
-	want := map[string]string{"error": "auth unavailable", "code": "Unavailable"}
+	want := map[string]string{"error": "auth_unavailable", "message": "Auth sidecar unavailable"}
 	if code != http.StatusServiceUnavailable || !maps.Equal(body, want) {
 		t.Errorf("got %d %v, want 503 %v", code, body, want)
 	}

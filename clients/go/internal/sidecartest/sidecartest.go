@@ -3,9 +3,9 @@
 // A sidecar is `$SIDECAR_PYTHON -m sidecar serve` (default: the repository's .venv/bin/python),
 // run from the repository root with this process's environment, minus every AUTH_ and SIDECAR_
 // variable, plus the given ones. It listens on 127.0.0.1:0 unless SIDECAR_LISTEN is given, and
-// its start-up line (`... serving ... listen=<address> ...`) tells the bound address: Start
-// reads stderr line by line until that line, and a goroutine keeps draining it afterwards. Stop
-// sends SIGTERM and expects a clean exit.
+// `serve --ready-file` tells the bound address: Start polls for that file, giving up as soon as
+// the process exits, while a goroutine drains stderr into the log. Stop sends SIGTERM and
+// expects a clean exit.
 package sidecartest
 
 import (
@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,13 +29,14 @@ import (
 // modulePath identifies clients/go's go.mod when looking for the repository.
 const modulePath = "module github.com/auth-sidecar/auth-sidecar/clients/go"
 
-// StartTimeout bounds how long a sidecar may take to log that it serves.
+// StartTimeout bounds how long a sidecar may take to write its ready file.
 const StartTimeout = 30 * time.Second
 
 // StopTimeout bounds how long a sidecar may take to drain and exit after SIGTERM.
 const StopTimeout = 15 * time.Second
 
-var serving = regexp.MustCompile(`serving .*listen=(\S+)`)
+// pollInterval is how often Start looks for the ready file.
+const pollInterval = 10 * time.Millisecond
 
 // Root returns the repository root: two levels up from clients/go, the directory of the
 // go.mod found by walking up from the working directory (the test's package directory).
@@ -124,8 +124,8 @@ type Sidecar struct {
 	stopErr  error
 }
 
-// Start starts a sidecar with env (AUTH_*/SIDECAR_* variables) and returns once it has logged
-// that it serves, which it does only after it has bound its address.
+// Start starts a sidecar with env (AUTH_*/SIDECAR_* variables) and returns once it has written
+// its ready file, which it does only once it serves.
 func Start(env map[string]string) (*Sidecar, error) {
 	root, err := Root()
 	if err != nil {
@@ -138,7 +138,13 @@ func Start(env map[string]string) (*Sidecar, error) {
 	if _, ok := env["SIDECAR_LISTEN"]; !ok {
 		env = mergeListen(env, "127.0.0.1:0")
 	}
-	cmd := exec.Command(python, "-m", "sidecar", "serve")
+	dir, err := os.MkdirTemp("", "sc-ready-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	ready := filepath.Join(dir, "address")
+	cmd := exec.Command(python, "-m", "sidecar", "serve", "--ready-file", ready)
 	cmd.Dir = root
 	cmd.Env = Environ(env)
 	dieWithParent(cmd)
@@ -150,21 +156,32 @@ func Start(env map[string]string) (*Sidecar, error) {
 		return nil, fmt.Errorf("sidecartest: start %s: %w", python, err)
 	}
 	s := &Sidecar{cmd: cmd, drained: make(chan struct{})}
-	addr := make(chan string, 1)
-	go s.read(stderr, addr)
+	go s.read(stderr)
 	timer := time.NewTimer(StartTimeout)
 	defer timer.Stop()
-	select {
-	case s.Addr = <-addr:
-		return s, nil
-	case <-s.drained:
-		err := cmd.Wait()
-		return nil, fmt.Errorf("sidecartest: sidecar exited before serving (%v):\n%s", err, s.Log())
-	case <-timer.C:
-		_ = cmd.Process.Kill()
-		<-s.drained
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("sidecartest: sidecar did not serve within %v:\n%s", StartTimeout, s.Log())
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for {
+		if data, err := os.ReadFile(ready); err == nil { // renamed into place whole
+			s.Addr = strings.TrimSpace(string(data))
+			return s, nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			_ = cmd.Process.Kill()
+			<-s.drained
+			_ = cmd.Wait()
+			return nil, fmt.Errorf("sidecartest: read %s: %w", ready, err)
+		}
+		select {
+		case <-ticker.C:
+		case <-s.drained: // stderr closed: the sidecar exited
+			err := cmd.Wait()
+			return nil, fmt.Errorf("sidecartest: sidecar exited before serving (%v):\n%s", err, s.Log())
+		case <-timer.C:
+			_ = cmd.Process.Kill()
+			<-s.drained
+			_ = cmd.Wait()
+			return nil, fmt.Errorf("sidecartest: sidecar did not serve within %v:\n%s", StartTimeout, s.Log())
+		}
 	}
 }
 
@@ -193,11 +210,10 @@ func mergeListen(env map[string]string, listen string) map[string]string {
 	return out
 }
 
-// read keeps every stderr line in the log until EOF, and sends the first bound address.
-func (s *Sidecar) read(stderr io.Reader, addr chan<- string) {
+// read keeps every stderr line in the log until EOF.
+func (s *Sidecar) read(stderr io.Reader) {
 	defer close(s.drained)
 	reader := bufio.NewReader(stderr)
-	found := false
 	for {
 		line, err := reader.ReadString('\n')
 		if line != "" {
@@ -205,10 +221,6 @@ func (s *Sidecar) read(stderr io.Reader, addr chan<- string) {
 			s.mu.Lock()
 			s.log = append(s.log, line)
 			s.mu.Unlock()
-			if m := serving.FindStringSubmatch(line); m != nil && !found {
-				found = true
-				addr <- m[1]
-			}
 		}
 		if err != nil {
 			return

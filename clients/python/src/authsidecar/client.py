@@ -6,7 +6,7 @@ exception; refused Mint calls and transport failures raise `grpc.RpcError`.
 
 from __future__ import annotations
 
-import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -18,36 +18,28 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.reason import Reason
 from authsidecar.v1.structs import from_struct, to_struct
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take before it fails with DEADLINE_EXCEEDED."""
 
+DEFAULT_RETRY_ATTEMPTS = 3
+"""How many times, in all, a call is tried while it fails with UNAVAILABLE (1: no retries)."""
+
+DEFAULT_RETRY_BACKOFF = 0.1
+"""The longest pause before the first retry, in seconds; each later one may be twice as long."""
+
+MAX_RETRY_BACKOFF = 1.0
+"""The cap on the doubling pause, in seconds, unless the backoff itself is longer."""
+
+MAX_RETRY_ATTEMPTS = 5
+"""gRPC's limit on the attempts of one call."""
+
+MIN_RETRY_BACKOFF = 0.01
+"""The shortest backoff, in seconds: grpc-core 1.85 can stall a retry with a 1 ms backoff."""
+
 ChannelOptions = Sequence[tuple[str, Any]]
-
-
-class Reason(enum.IntEnum):
-    """Why a token was refused; the names drop the proto's `REASON_` prefix."""
-
-    UNSPECIFIED = 0
-    MALFORMED = 1
-    ALGORITHM_MISMATCH = 2
-    BAD_SIGNATURE = 3
-    EXPIRED = 4
-    NOT_YET_VALID = 5
-    MISSING_CLAIM = 6
-    INVALID_CLAIM = 7
-    INVALID_USER_ID = 8
-
-    @classmethod
-    def _missing_(cls, value: object) -> Reason | None:
-        """A reason added to the proto after this client was built is kept, not an error."""
-        if not isinstance(value, int):
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = f"UNKNOWN_{value}"
-        member._value_ = value
-        return member
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,14 @@ class Minted:
 
 
 class AuthClient:
-    """A blocking client. `target` is `host:port` or `unix:/path`; use it as a context manager."""
+    """A blocking client. `target` is `host:port` or `unix:/path`; use it as a context manager.
+
+    A call that fails with UNAVAILABLE is tried `retry_attempts` times in all (1 to 5; 1 turns
+    retries off) by gRPC's own retry policy, the first retry after at most `retry_backoff`
+    seconds (at least 0.01); see `retry_service_config`. `options` are extra
+    channel options; a `grpc.service_config` among them replaces the retry policy. Bad retry
+    settings raise ValueError.
+    """
 
     def __init__(
         self,
@@ -80,7 +79,10 @@ class AuthClient:
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
     ) -> None:
+        options = _channel_options(retry_attempts, retry_backoff, options)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=options)
         else:
@@ -136,7 +138,10 @@ class AsyncAuthClient:
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         options: ChannelOptions = (),
+        retry_attempts: int = DEFAULT_RETRY_ATTEMPTS,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF,
     ) -> None:
+        options = _channel_options(retry_attempts, retry_backoff, options)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=options)
         else:
@@ -180,6 +185,53 @@ class AsyncAuthClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def retry_service_config(attempts: int, backoff: float) -> str:
+    """The gRPC service config (JSON) that retries calls failing with UNAVAILABLE.
+
+    Such a call (nothing listening, a connection lost before the call reached the sidecar, or a
+    sidecar without its keys yet) is tried `attempts` times in all. Before retry n gRPC waits a
+    random time below min(backoff * 2**(n-1), max(backoff, 1 s)). No other code is retried, and
+    the call's deadline covers every attempt. Mint is retried too: the sidecar never processed a
+    call that failed with UNAVAILABLE, so a retry mints at most the one token asked for. The Go
+    and TypeScript clients send the very same policy.
+    """
+    if isinstance(attempts, bool) or not isinstance(attempts, int):
+        raise ValueError(f"retry_attempts must be an integer, not {attempts!r}")
+    if not 1 <= attempts <= MAX_RETRY_ATTEMPTS:
+        raise ValueError(f"retry_attempts must be from 1 to {MAX_RETRY_ATTEMPTS}, not {attempts}")
+    if attempts == 1:
+        return "{}"
+    if not MIN_RETRY_BACKOFF <= backoff < float("inf"):
+        raise ValueError(
+            f"retry_backoff must be at least {MIN_RETRY_BACKOFF} seconds, not {backoff!r}"
+        )
+    policy = {
+        "maxAttempts": attempts,
+        "initialBackoff": _seconds(backoff),
+        "maxBackoff": _seconds(max(backoff, MAX_RETRY_BACKOFF)),
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    service = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+    config = {"methodConfig": [{"name": [{"service": service}], "retryPolicy": policy}]}
+    return json.dumps(config, separators=(",", ":"), sort_keys=True)
+
+
+def _seconds(seconds: float) -> str:
+    """Seconds as a service config duration with millisecond precision, such as `0.100s`."""
+    ms = round(seconds * 1000)
+    return f"{ms // 1000}.{ms % 1000:03d}s"
+
+
+def _channel_options(attempts: int, backoff: float, extra: ChannelOptions) -> list[tuple[str, Any]]:
+    """The retry policy's channel options, then the caller's (which win)."""
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", retry_service_config(attempts, backoff)),
+        *extra,
+    ]
 
 
 def _decision(response: auth_pb2.ValidateResponse) -> Decision:

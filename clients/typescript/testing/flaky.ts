@@ -1,0 +1,45 @@
+/** A real in-process gRPC AuthService that answers UNAVAILABLE a given number of times, then OK. */
+import * as grpc from "@grpc/grpc-js";
+
+import { AuthServiceService, type AuthServiceServer } from "../src/gen/authsidecar/v1/auth";
+
+/** A running flaky server: its address, the calls each method received, and how to stop it. */
+export interface FlakyServer {
+  address: string;
+  attempts: { validate: number; mint: number };
+  close(): Promise<void>;
+}
+
+/**
+ * Serves AuthService on 127.0.0.1:0. The first `failures` calls of each method fail with `code`
+ * (UNAVAILABLE by default); later ones succeed: Validate with a valid decision for "alice", Mint
+ * with the token "minted". Every call is counted, so a test sees exactly how often a client tried.
+ */
+export async function flakyServer(failures: number, code: grpc.status = grpc.status.UNAVAILABLE): Promise<FlakyServer> {
+  const attempts = { validate: 0, mint: 0 };
+  const fail = { code, details: "flaky: try again" };
+  const implementation: AuthServiceServer = {
+    validate: (_call, callback) => {
+      attempts.validate += 1;
+      if (attempts.validate <= failures) callback(fail);
+      else callback(null, { valid: true, userId: "alice", claims: undefined, reason: 0, message: "", expiresAt: undefined });
+    },
+    mint: (_call, callback) => {
+      attempts.mint += 1;
+      if (attempts.mint <= failures) callback(fail);
+      else callback(null, { token: "minted", expiresAt: undefined });
+    },
+  };
+  const server = new grpc.Server();
+  server.addService(AuthServiceService, implementation);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return {
+    address: `127.0.0.1:${port}`,
+    attempts,
+    close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
+  };
+}
