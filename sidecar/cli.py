@@ -9,9 +9,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from sidecar import __version__, config
+from sidecar import __version__, config, logs
 from sidecar.errors import ConfigError, KeysUnavailable, MintError
 
 EXIT_INVALID = 1
@@ -35,12 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar import server, supervisor  # grpc is only needed here
 
     cfg = _config(args)
-    logging.basicConfig(
-        level=cfg.log_level.upper(),
-        # The pid tells a supervisor's workers apart.
-        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(cfg.log_level, cfg.log_format)
     try:
         if cfg.workers == 1 or args.worker:
             return server.run(cfg, worker=args.worker)
@@ -84,7 +80,23 @@ def _health(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     target = args.target or os.environ.get("SIDECAR_LISTEN") or "127.0.0.1:50051"
-    with grpc.insecure_channel(target) as channel:
+    if (args.cert_file is None) != (args.key_file is None):
+        print("health: --cert-file and --key-file go together", file=sys.stderr)
+        return EXIT_CONFIG
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    if args.ca_file or args.cert_file:
+        try:
+            pem = [
+                Path(p).read_bytes() if p else None
+                for p in (args.ca_file, args.key_file, args.cert_file)
+            ]
+        except OSError as error:
+            print(f"health: cannot read {error.filename}: {error.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(*pem), options)
+    else:
+        channel = grpc.insecure_channel(target, options)
+    with channel:
         try:
             # types-grpcio-health-checking declares HealthStub without its methods.
             response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
@@ -175,6 +187,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     probe.add_argument("--service", default="", help="service name; empty for the whole server")
     probe.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    tls = probe.add_argument_group("TLS (any of these turns it on)")
+    tls.add_argument("--ca-file", help="PEM CA certificates to verify the server with")
+    tls.add_argument("--cert-file", help="PEM client certificate chain, for mTLS")
+    tls.add_argument("--key-file", help="PEM private key of --cert-file")
+    tls.add_argument("--server-name", help="name to verify the server certificate against")
     probe.set_defaults(run=_health)
     return parser
 

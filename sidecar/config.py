@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar import keys
+from sidecar import keys, tls
 from sidecar.crypto import Signer, Verifier
 from sidecar.errors import ConfigError
 from sidecar.minter import Minter
 from sidecar.policy import MintPolicy, Mode, Policy
+from sidecar.tls import TlsFiles
 from sidecar.validator import Validator
 
 MINT_SECRET_MIN_BYTES = 32
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _OWNED_HEADERS = ("authorization", "host", "content-length", "transfer-encoding")
 _REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
@@ -131,6 +133,20 @@ def _workers(raw: str) -> int:
     if raw == "auto":
         return max(len(os.sched_getaffinity(0)), 1)
     return int(_whole(1, 1024)(raw))
+
+
+def _http_listen(raw: str) -> str:
+    host, _, port = raw.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise Invalid(f'must be host:port or [v6]:port, not "{raw}"')
+    return raw
+
+
+def _log_format(raw: str) -> str:
+    fmt = raw.lower()
+    if fmt not in LOG_FORMATS:
+        raise Invalid(f'must be one of {", ".join(LOG_FORMATS)}, not "{fmt}"')
+    return fmt
 
 
 def _mint_secret(raw: str) -> bytes:
@@ -272,6 +288,24 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        tls.CERT_FILE,
+        "PEM certificate chain: serve TLS (with SIDECAR_TLS_KEY_FILE); re-read when it changes",
+        _text,
+        commands=_SERVE,
+    ),
+    Setting(
+        tls.KEY_FILE,
+        "PEM private key of SIDECAR_TLS_CERT_FILE (unencrypted)",
+        _text,
+        commands=_SERVE,
+    ),
+    Setting(
+        tls.CLIENT_CA_FILE,
+        "PEM CA certificates: require client certificates they sign (mTLS)",
+        _text,
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_READY_FILE",
         "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
         _text,
@@ -339,6 +373,29 @@ SETTINGS: tuple[Setting, ...] = (
         _log_level,
         "info",
         "log_level",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_LOG_FORMAT",
+        "`text`, or `json`: one JSON object per line",
+        _log_format,
+        "text",
+        "log_format",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_DECISION_LOG",
+        "log one line per Validate and Check decision",
+        _bool,
+        "false",
+        "decision_log",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_HTTP_LISTEN",
+        "`host:port` for /metrics, /healthz and /readyz (off when unset)",
+        _http_listen,
+        field="http_listen",
         commands=_SERVE,
     ),
     Setting(
@@ -443,6 +500,10 @@ class Config:
     cache_size: int
     cache_max_ttl: int
     log_level: str
+    log_format: str
+    decision_log: bool
+    http_listen: str | None
+    tls: TlsFiles | None
     envoy: EnvoyConfig
     verifier: Verifier | None = field(repr=False)
     signer: Signer | None = field(repr=False)
@@ -478,7 +539,13 @@ class Config:
         parts = [f"mode={self.mode}"]
         if self.alg:
             parts.append(f"alg={self.alg}")
-        parts += [f"listen={self.listen}", f"namespace={self.namespace or '-'}"]
+        transport = "plaintext" if not self.tls else "mtls" if self.tls.client_ca_file else "tls"
+        parts += [
+            f"listen={self.listen}",
+            f"transport={transport}",
+            *([f"http={self.http_listen}"] if self.http_listen else []),
+            f"namespace={self.namespace or '-'}",
+        ]
         if self.mode is Mode.SECURE:
             parts += [
                 f"iss={self.iss or '-'}",
@@ -534,9 +601,11 @@ class _Loader:
                     "Did you forget to set AUTH_MODE=secure?",
                 )
         verifier, signer = self._keys(values) if mode is Mode.SECURE else (None, None)
+        tls_files = self._tls(values)
+        self._one_process_for_http(values)
         if self.problems:
             raise ConfigError(self.problems)
-        fields: dict[str, Any] = {"verifier": verifier, "signer": signer}
+        fields: dict[str, Any] = {"verifier": verifier, "signer": signer, "tls": tls_files}
         envoy: dict[str, Any] = {}
         for setting in SETTINGS:
             if setting.field is not None:
@@ -588,6 +657,44 @@ class _Loader:
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
         return verifier, signer
+
+    def _one_process_for_http(self, values: Mapping[str, Any]) -> None:
+        """/metrics counts one process's calls: workers would each need the port, and each
+        count only their share (prometheus_client's multiprocess mode is not wired in yet)."""
+        workers, listen = values["SIDECAR_WORKERS"], values["SIDECAR_LISTEN"] or ""
+        if (
+            values["SIDECAR_HTTP_LISTEN"]
+            and workers not in (None, 1)
+            and not listen.startswith("unix:")
+        ):
+            self._problem(
+                "SIDECAR_HTTP_LISTEN",
+                f"needs SIDECAR_WORKERS=1 (not {workers}): metrics are per process",
+            )
+
+    def _tls(self, values: Mapping[str, Any]) -> TlsFiles | None:
+        """The listener's TLS files: a certificate and its key together, the client CA only
+        with them, and all of them loadable."""
+        cert, key = values[tls.CERT_FILE], values[tls.KEY_FILE]
+        client_ca = values[tls.CLIENT_CA_FILE]
+        if cert is None and key is None:
+            if client_ca is not None:
+                self._problem(tls.CLIENT_CA_FILE, f"needs {tls.CERT_FILE} and {tls.KEY_FILE}")
+            return None
+        if cert is None or key is None:
+            missing, given = (
+                (tls.CERT_FILE, tls.KEY_FILE)
+                if cert is None
+                else (
+                    tls.KEY_FILE,
+                    tls.CERT_FILE,
+                )
+            )
+            self._problem(missing, f"is required with {given}")
+            return None
+        files = TlsFiles(cert, key, client_ca)
+        self.problems += tls.check(files)
+        return files
 
     def _get(self, name: str) -> str | None:
         """A flag beats the environment. Empty counts as unset, as Compose passes unset values."""

@@ -24,6 +24,7 @@ from sidecar import jws, rpc
 from sidecar.cache import Decider, Responses
 from sidecar.config import EnvoyConfig
 from sidecar.errors import KeysUnavailable
+from sidecar.traffic import Traffic
 from sidecar.validator import Decision
 
 NAME = "envoy.service.auth.v3.Authorization"
@@ -41,7 +42,6 @@ class EnvoyAuthorization:
         self._validator = validator
         self._settings = settings
         self._responses = Responses(self.respond, memo_size)
-        self.calls = 0
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
         self._preflight = _allowed(headers_to_remove=self._owned_headers, metadata={})
@@ -55,7 +55,6 @@ class EnvoyAuthorization:
     async def Check(  # noqa: N802 - gRPC method name
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
-        self.calls += 1
         http = request.attributes.request.http
         headers = _headers(http)
         if self._settings.allow_preflight and _is_preflight(http.method, headers):
@@ -121,7 +120,7 @@ class EnvoyAuthorization:
         return None, ""
 
 
-def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server) -> None:
+def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server, traffic: Traffic) -> None:
     rpc.register(
         server,
         NAME,
@@ -132,6 +131,7 @@ def add_to_server(service: EnvoyAuthorization, server: grpc.aio.Server) -> None:
                 external_auth_pb2.CheckResponse,
             )
         },
+        traffic,
     )
 
 

@@ -8,10 +8,13 @@ UNKNOWN with a traceback in the log for every such call.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
+
+from sidecar.traffic import Traffic
 
 Method = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Message]]
 """An async unary method: (request, context) -> response."""
@@ -21,10 +24,12 @@ def register(
     server: grpc.aio.Server,
     service: str,
     methods: Mapping[str, tuple[Method, type[Message], type[Message]]],
+    traffic: Traffic,
 ) -> None:
-    """Registers `methods` (name -> (method, request type, response type)) under `service`."""
+    """Registers `methods` (name -> (method, request type, response type)) under `service`;
+    `traffic` counts their calls."""
     handlers = {
-        name: _unary(method, request_type, response_type)
+        name: _unary(method, request_type, response_type, traffic, traffic.timer(name))
         for name, (method, request_type, response_type) in methods.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
@@ -32,7 +37,11 @@ def register(
 
 
 def _unary(
-    method: Method, request_type: type[Message], response_type: type[Message]
+    method: Method,
+    request_type: type[Message],
+    response_type: type[Message],
+    traffic: Traffic,
+    record: Callable[[float], None],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     def decode(data: bytes) -> Message | None:
         try:
@@ -43,12 +52,19 @@ def _unary(
     async def handle(
         request: Message | None, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Message:
-        if request is None:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"the request is not a valid {request_type.DESCRIPTOR.full_name}",
-            )
-        return await method(request, context)
+        traffic.started += 1
+        traffic.active += 1
+        start = perf_counter()
+        try:
+            if request is None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {request_type.DESCRIPTOR.full_name}",
+                )
+            return await method(request, context)
+        finally:
+            traffic.active -= 1
+            record(perf_counter() - start)
 
     return grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=decode, response_serializer=response_type.SerializeToString

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,23 +13,22 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, cache, envoy, limits, service
+from sidecar import __version__, binding, cache, envoy, limits, service, tls
+from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
-from sidecar.errors import SidecarError
+from sidecar.observe import Observability
 from sidecar.policy import Mode
 from sidecar.service import AuthService
+from sidecar.traffic import Traffic
 
 log = logging.getLogger("auth-sidecar")
 
-# When shutdown starts, grpc core cancels the calls that have arrived but that the aio server has
-# not picked up yet (it picks them up one at a time). So the drain first keeps serving, with health
-# NOT_SERVING, until no AuthService call has started for this long; then it stops the server.
+# The drain's traffic has settled once no call has started, and none is running, for this long.
 QUIET_SECONDS = 0.1
-
-
-class BindError(SidecarError):
-    """The listen address could not be bound."""
+# The part of the grace period kept for the stop itself, in which taken calls finish (at most
+# half of the grace period).
+STOP_SECONDS = 1.0
 
 
 def run(config: Config, worker: bool = False) -> int:
@@ -51,13 +49,36 @@ async def serve(config: Config, worker: bool = False) -> int:
     if worker:
         # The supervisor holds the other end of stdin: end of file means that it died.
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
+    observe = Observability(config)
     validator = cache.caching(
         build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
     )
-    auth = AuthService(validator, build_minter(config), config.cache_size)
-    check = EnvoyAuthorization(validator, config.envoy, config.cache_size)
-    server, address, health_servicer = await start(config, auth, check, reuse_port=worker)
-    log.info("%s serving %s", __version__, replace(config, listen=address).describe())
+    auth = AuthService(
+        observe.decider(validator, "Validate"), build_minter(config), config.cache_size
+    )
+    check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy, config.cache_size)
+    observe.open()
+    try:
+        return await _serve(config, auth, check, observe, stopping, worker)
+    finally:
+        observe.close()
+
+
+async def _serve(
+    config: Config,
+    auth: AuthService,
+    check: EnvoyAuthorization,
+    observe: Observability,
+    stopping: asyncio.Event,
+    worker: bool,
+) -> int:
+    traffic = observe.traffic
+    server, address, health_servicer = await start(config, auth, check, traffic, worker)
+    observe.ready(True)
+    http = observe.side.address if observe.side else None
+    log.info(
+        "%s serving %s", __version__, replace(config, listen=address, http_listen=http).describe()
+    )
     if config.ready_file:
         try:
             write_ready_file(config.ready_file, address)
@@ -70,11 +91,13 @@ async def serve(config: Config, worker: bool = False) -> int:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)
-    deadline = loop.time() + config.grace_seconds
-    await health_servicer.enter_graceful_shutdown()
-    await _quiesce((auth, check), deadline)
-    await server.stop(max(deadline - loop.time(), 0))
-    log.info("stopped after %d calls", auth.calls + check.calls)
+    observe.ready(False)
+    settled = await drain(server, health_servicer, traffic, config.grace_seconds)
+    log.info(
+        "stopped after %d calls (%s)",
+        traffic.started,
+        "traffic had settled" if settled else "calls were still arriving",
+    )
     return 0
 
 
@@ -95,21 +118,42 @@ def write_ready_file(path: str, address: str) -> None:
     partial.replace(target)
 
 
-async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: float) -> None:
-    """Serves on until no call has started for QUIET_SECONDS, or until `deadline`."""
+async def drain(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    traffic: Traffic,
+    grace: float,
+) -> bool:
+    """Stops serving within `grace` seconds without cancelling a call that the server has taken.
+
+    gRPC's stop cancels every call that has reached the server but that the aio loop has not
+    picked up yet, and every call that arrives before the client reads the GOAWAY. So health
+    goes NOT_SERVING first and the server keeps serving every call, until the traffic settles
+    (the clients and load balancers that watch health have moved away) or until STOP_SECONDS
+    before the deadline; only then does it stop, letting the calls it has taken finish.
+    Returns whether the traffic settled.
+    """
     loop = asyncio.get_running_loop()
-    seen = -1
-    while (
-        calls := sum(s.calls for s in services)
-    ) != seen and loop.time() + QUIET_SECONDS < deadline:
-        seen = calls
-        await asyncio.sleep(QUIET_SECONDS)
+    deadline = loop.time() + grace
+    await health_servicer.enter_graceful_shutdown()
+    settled = await traffic.settle(QUIET_SECONDS, deadline - min(STOP_SECONDS, grace / 2))
+    await server.stop(max(deadline - loop.time(), 0))
+    return settled
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization, reuse_port: bool = False
+    config: Config,
+    auth: AuthService,
+    check: EnvoyAuthorization,
+    traffic: Traffic | None = None,
+    reuse_port: bool = False,
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
-    """Builds and starts the server; returns it, the bound address and its health servicer."""
+    """Builds and starts the server; returns it, the bound address and its health servicer.
+
+    `traffic` counts the calls (the drain and metrics read it); tests may leave it out.
+    `reuse_port`: a supervisor's worker, sharing the port the supervisor checked and holds.
+    """
+    traffic = traffic or Traffic()
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
@@ -122,44 +166,16 @@ async def start(
             ("grpc.so_reuseport", int(reuse_port)),
         ],
     )
-    service.add_to_server(auth, server)
-    envoy.add_to_server(check, server)
+    service.add_to_server(auth, server, traffic)
+    envoy.add_to_server(check, server, traffic)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (service.NAME, envoy.NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    address = _bind(server, config.listen)
+    credentials = tls.Certificates(config.tls).credentials() if config.tls else None
+    address = binding.bind(server, config.listen, credentials, reuse_port=reuse_port)
     await server.start()
     for name in ("", service.NAME, envoy.NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, address, health_servicer
-
-
-def _bind(server: grpc.aio.Server, listen: str) -> str:
-    if listen.startswith("unix:") and _unix_socket_answers(listen):
-        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: another process serves there")
-    try:
-        port = server.add_insecure_port(listen)
-    except RuntimeError as error:
-        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: {error}") from None
-    if listen.startswith("unix:"):
-        return listen
-    return f"{listen.rpartition(':')[0]}:{port}"
-
-
-def _unix_socket_answers(listen: str) -> bool:
-    """gRPC replaces an existing socket file when it binds: refuse to take over a live one.
-
-    A stale file, left by a process that died, refuses the connection and is replaced as before.
-    """
-    path = listen.removeprefix("unix:")
-    if path.startswith("//"):  # unix:///absolute/path
-        path = path[2:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True

@@ -21,6 +21,7 @@ from sidecar.errors import (
     MintUnauthenticated,
 )
 from sidecar.minter import Minter
+from sidecar.traffic import Traffic
 from sidecar.validator import Decision
 
 log = logging.getLogger(__name__)
@@ -46,15 +47,12 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self._validator = validator
         self._minter = minter
         self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
-        # Calls started so far; the server's drain watches it to know when traffic has stopped.
-        self.calls = 0
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
-        self.calls += 1
         try:
             decision = self._validator.decide(request.token)
         except KeysUnavailable as error:
@@ -66,7 +64,6 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Mint(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.MintResponse:
-        self.calls += 1
         try:
             self._minter.authorize(_metadata(context, "authorization"))
             claims = _claims(request)
@@ -84,7 +81,7 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         return response
 
 
-def add_to_server(service: AuthService, server: grpc.aio.Server) -> None:
+def add_to_server(service: AuthService, server: grpc.aio.Server, traffic: Traffic) -> None:
     rpc.register(
         server,
         NAME,
@@ -92,6 +89,7 @@ def add_to_server(service: AuthService, server: grpc.aio.Server) -> None:
             "Validate": (service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
             "Mint": (service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
         },
+        traffic,
     )
 
 

@@ -144,6 +144,18 @@ class Sidecar:
             self.reader.join(timeout)
         return code
 
+    def logged(self, text: str, timeout: float = 10) -> str:
+        """The first log line containing `text`, waiting for the reader thread to get there
+        (lines written before the ready file can still be in the pipe when it appears)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(self.log):
+                if text in line:
+                    return line
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no log line with {text!r}:\n" + "\n".join(self.log))
+            time.sleep(0.01)  # paces a bounded poll
+
     def terminate(self, timeout: float = 15) -> int:
         """Sends SIGTERM (if still running), waits, and collects the rest of its log."""
         if self.process.poll() is None:

@@ -114,7 +114,19 @@ VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
         ("serve", [], SETTING_FLAGS),
         ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS]),
         ("validate", ["TOKEN", "stdin"], VALIDATE_FLAGS),
-        ("health", [], ["--target", "--service", "--timeout"]),
+        (
+            "health",
+            [],
+            [
+                "--target",
+                "--service",
+                "--timeout",
+                "--ca-file",
+                "--cert-file",
+                "--key-file",
+                "--server-name",
+            ],
+        ),
     ],
 )
 def test_subcommand_help_lists_only_its_own_flags(
@@ -403,7 +415,7 @@ def test_serve_flags_beat_variables(sidecar_factory: StartSidecar) -> None:
     assert sidecar.address.startswith("127.0.0.1:")
     assert cli("health", "--target", sidecar.address).returncode == 0
     assert sidecar.terminate() == 0  # the whole log has been read
-    assert "mode=insecure" in sidecar.log[0]
+    assert "mode=insecure" in sidecar.logged(" serving ")
 
 
 # -- health ------------------------------------------------------------------------------------

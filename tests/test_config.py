@@ -812,13 +812,14 @@ def test_repr_and_describe_never_show_secrets(alg: str) -> None:
         assert "mint_secret" not in text
         assert "PRIVATE" not in text
     assert cfg.describe() == (
-        f"mode=secure alg={alg} listen=127.0.0.1:50051 namespace=- iss=iss-x aud=- mint=on"
+        f"mode=secure alg={alg} listen=127.0.0.1:50051 transport=plaintext namespace=- "
+        "iss=iss-x aud=- mint=on"
     )
 
 
 def test_describe_insecure() -> None:
     cfg = config.load({"AUTH_MODE": "insecure", "AUTH_JWT_NAMESPACE": "ns"})
-    assert cfg.describe() == "mode=insecure listen=127.0.0.1:50051 namespace=ns"
+    assert cfg.describe() == "mode=insecure listen=127.0.0.1:50051 transport=plaintext namespace=ns"
 
 
 def test_problem_lines_never_show_secrets() -> None:
@@ -863,8 +864,9 @@ def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
     assert len(set(targets)) == len(targets)
     top = {t for t in targets if "." not in t}
     nested = {t.removeprefix("envoy.") for t in targets if t.startswith("envoy.")}
-    # verifier and signer come from the cross-field key rules; envoy is its own group.
-    assert top | {"verifier", "signer", "envoy"} == names
+    # verifier and signer come from the cross-field key rules, tls from the TLS files' rule;
+    # envoy is its own group.
+    assert top | {"verifier", "signer", "tls", "envoy"} == names
     assert nested == envoy
 
 

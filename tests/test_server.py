@@ -819,7 +819,7 @@ def test_start_up_line_reports_the_bound_address(
     listen = "127.0.0.1:0" if transport == "tcp" else unix_listen
     sidecar = sidecar_factory({"AUTH_MODE": "insecure"}, listen=listen)
     assert sidecar.terminate() == 0  # the whole log has been read
-    line = sidecar.log[0]
+    line = sidecar.logged(" serving ")
     assert "serving mode=insecure " in line
     assert f"listen={sidecar.address} " in line
     assert not sidecar.address.endswith(":0")
@@ -845,7 +845,7 @@ def test_logs_name_the_config_never_secrets_and_nothing_per_validate(
         minted = stub.Mint(mint_request("alice"), metadata=BEARER, timeout=10).token
         mint_error(stub, mint_request("alice"), (("authorization", "Bearer wrong-secret"),))
     assert sidecar.terminate() == 0  # the whole log has been read
-    start_up = sidecar.log[0]
+    start_up = sidecar.logged(" serving ")
     for part in ("mode=secure", f"alg={alg}", f"listen={sidecar.address}", "namespace=ns"):
         assert part in start_up
     log = "\n".join(sidecar.log)

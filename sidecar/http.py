@@ -1,0 +1,89 @@
+"""The HTTP side listener (SIDECAR_HTTP_LISTEN): `/metrics`, `/healthz` and `/readyz`.
+
+It runs prometheus_client's own WSGI app on a thread of its own, with the standard library's
+WSGI server: a scrape renders the text off the event loop that serves gRPC, prometheus_client
+is thread-safe, and nothing beyond prometheus_client is needed. `/healthz` answers 200 while the
+process runs, draining included (a liveness probe must not restart a draining sidecar);
+`/readyz` mirrors gRPC health: 200 while SERVING, 503 before and while draining.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from sidecar.binding import BindError
+
+StartResponse = Callable[..., Any]
+
+
+class SideListener:
+    """The running side listener. `ready` is what `/readyz` reports; the server sets it."""
+
+    def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+        self.ready = False
+        self._metrics = make_wsgi_app(registry)
+        host, _, port = listen.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        server_class = _IPv6Server if ":" in host else _IPv4Server
+        try:
+            self._server = make_server(
+                host, int(port), self._app, server_class=server_class, handler_class=_Quiet
+            )
+        except OSError as error:
+            raise BindError(
+                f"SIDECAR_HTTP_LISTEN: cannot listen on {listen}: {error.strerror}"
+            ) from None
+        bound_port = self._server.server_address[1]
+        self.address = f"{listen.rpartition(':')[0]}:{bound_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http-side-listener", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def _app(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return self._metrics(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if self.ready:
+                return _text(start_response, "200 OK", "SERVING\n")
+            return _text(start_response, "503 Service Unavailable", "NOT_SERVING\n")
+        return _text(start_response, "404 Not Found", "not found\n")
+
+
+def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
+    data = body.encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(data)))]
+    )
+    return [data]
+
+
+class _IPv4Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _IPv6Server(_IPv4Server):
+    address_family = socket.AF_INET6
+
+
+class _Quiet(WSGIRequestHandler):
+    """No line on stderr per request: probes and scrapes come every few seconds."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
