@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import pytest
@@ -65,8 +66,8 @@ def test_metrics_count_known_traffic_exactly(sidecar: Sidecar) -> None:
             request_serializer=external_auth_pb2.CheckRequest.SerializeToString,
             response_deserializer=external_auth_pb2.CheckResponse.FromString,
         )
-        for token in (good, good, "x.y.z", None):
-            check(_check(token), timeout=10)
+        for maybe in (good, good, "x.y.z", None):
+            check(_check(maybe), timeout=10)
     status, text = _http_get(http_address(sidecar), "/metrics")
     assert status == 200
     samples = _samples(text)
@@ -99,7 +100,8 @@ async def test_readyz_mirrors_health_through_the_drain(sidecar: Sidecar) -> None
     assert (await asyncio.to_thread(_http_get, address, "/nope"))[0] == 404
     async with grpc.aio.insecure_channel(sidecar.address) as channel:
         # An open Watch holds the drain open for the grace period: time to look at /readyz.
-        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        health: Any = health_pb2_grpc.HealthStub(channel)  # the stubs omit its methods
+        watch = health.Watch(health_pb2.HealthCheckRequest())
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
         sidecar.send(signal.SIGTERM)
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
