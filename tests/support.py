@@ -476,6 +476,20 @@ def start_envoy(
     return envoy
 
 
+def warm_authz(envoy: Envoy, path: str = "/v1/shape", timeout: float = 30) -> None:
+    """Waits until Envoy's ext_authz hop answers: a request with no token gets the sidecar's 401.
+
+    The first Check opens Envoy's HTTP/2 connection to a cold sidecar; on a loaded machine that
+    can take longer than the example's 0.25 s timeout (a 403). Tests start after it, warm. A
+    bounded poll on a concrete answer, not a guessed sleep.
+    """
+    address = f"127.0.0.1:{envoy.port}"
+    deadline = time.monotonic() + timeout
+    while (status := _http_get(address, path)[0]) != 401:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"ext_authz never answered through Envoy (last status {status})")
+
+
 def _read_envoy_log(
     process: subprocess.Popen[str], log: list[str], started: threading.Event
 ) -> None:

@@ -44,6 +44,7 @@ from support import (
     start_envoy,
     start_upstream,
     unsigned,
+    warm_authz,
 )
 
 MODES = ("insecure", "HS256", "RS256", "ES256")
@@ -208,6 +209,7 @@ def stacks(upstream: Upstream, workdir: str) -> Iterator[Callable[[str, str], St
                 )
                 envoy = start_envoy(config, workdir, ENVOY_ARGS)
                 cleanup.callback(envoy.stop)
+                warm_authz(envoy)
                 processes.extend((sidecar.process, envoy.process))
                 started[kind, mode] = Stack(mode, envoy, upstream)
             return started[kind, mode]
@@ -515,6 +517,7 @@ def test_envoy_fails_closed_when_the_sidecar_stops(
         )
         envoy = start_envoy(config, workdir, ENVOY_ARGS)
         try:
+            warm_authz(envoy)
             stack = Stack(mode, envoy, upstream)
             token = stack.token(claims("alice"))
             assert seen(stack.send(SHAPE, [bearer(token)])).headers["x-user-id"] == ["alice"]
