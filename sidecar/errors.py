@@ -22,6 +22,7 @@ class Reason(enum.IntEnum):
     MISSING_CLAIM = 6
     INVALID_CLAIM = 7
     INVALID_USER_ID = 8
+    SHAPE_MISMATCH = 9
 
 
 class SidecarError(Exception):
@@ -84,6 +85,13 @@ class InvalidClaim(TokenError):
 class InvalidUserId(TokenError):
     reason = Reason.INVALID_USER_ID
     message = "Missing or invalid 'user_id'"
+
+
+class ShapeMismatch(TokenError):
+    """A valid token whose shape claim does not allow the shape that was requested."""
+
+    reason = Reason.SHAPE_MISMATCH
+    message = "Shape mismatch"
 
 
 class MintError(SidecarError):
