@@ -38,6 +38,7 @@ class Reason(enum.IntEnum):
     MISSING_CLAIM = 6
     INVALID_CLAIM = 7
     INVALID_USER_ID = 8
+    SHAPE_MISMATCH = 9
 
     @classmethod
     def _missing_(cls, value: object) -> Reason | None:
