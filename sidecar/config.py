@@ -69,6 +69,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_ENVOY_STRIP_TOKEN", "Envoy: remove the token's header upstream", "false"),
     Setting("SIDECAR_ENVOY_REALM", "Envoy: realm in WWW-Authenticate", "auth-sidecar"),
     Setting("SIDECAR_ENVOY_ALLOW_PREFLIGHT", "Envoy: CORS preflights pass without a token", "true"),
+    Setting("SIDECAR_SHAPE_CLAIM", "the claim naming the one Electric shape a token may sync"),
+    Setting("SIDECAR_SHAPE_PATH", "Envoy: the path of Electric's shape API", "/v1/shape"),
 )
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
 
@@ -105,6 +107,7 @@ class EnvoyConfig:
     strip_token: bool = False
     realm: str = "auth-sidecar"
     allow_preflight: bool = True
+    shape_path: str = "/v1/shape"
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class Config:
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
     log_level: str = "info"
+    shape_claim: str | None = None
     envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
     signing_key: Key | None = field(default=None, repr=False)
@@ -178,6 +182,7 @@ class _Loader:
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
             log_level=self._log_level(),
+            shape_claim=self._get("SIDECAR_SHAPE_CLAIM"),
             envoy=self._envoy(),
         )
         secure = self._secure() if mode == SECURE else {}
@@ -294,7 +299,14 @@ class _Loader:
             strip_token=self._bool("SIDECAR_ENVOY_STRIP_TOKEN"),
             realm=self._realm(),
             allow_preflight=self._bool("SIDECAR_ENVOY_ALLOW_PREFLIGHT"),
+            shape_path=self._shape_path(),
         )
+
+    def _shape_path(self) -> str:
+        path = self._get("SIDECAR_SHAPE_PATH") or _DEFAULTS["SIDECAR_SHAPE_PATH"] or ""
+        if not path.startswith("/") or "?" in path or "#" in path:
+            self._problem("SIDECAR_SHAPE_PATH", f'must be a path such as /v1/shape, not "{path}"')
+        return path
 
     def _header(self, name: str) -> str | None:
         """An HTTP header name (RFC 9110 token), lower-cased; never one Envoy or the token owns."""

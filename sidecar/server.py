@@ -48,8 +48,8 @@ async def serve(config: Config) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     validator = Validator(config)
-    auth = AuthService(validator, Minter(config))
-    check = EnvoyAuthorization(validator, config.envoy)
+    auth = AuthService(validator, Minter(config), config.shape_claim)
+    check = EnvoyAuthorization(validator, config.envoy, config.shape_claim)
     server, address, health_servicer = await start(config, auth, check)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:

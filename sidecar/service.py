@@ -10,7 +10,7 @@ import grpc
 
 from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import rpc
+from sidecar import rpc, shape
 from sidecar.errors import (
     MintDisabled,
     MintError,
@@ -38,9 +38,12 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Validator, minter: Minter) -> None:
+    def __init__(
+        self, validator: Validator, minter: Minter, shape_claim: str | None = None
+    ) -> None:
         self._validator = validator
         self._minter = minter
+        self._shape_claim = shape_claim
         # Calls started so far; the server's drain watches it to know when traffic has stopped.
         self.calls = 0
         # Decided once, so that the hot path makes no logging calls unless debug is on.
@@ -51,6 +54,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.ValidateResponse:
         self.calls += 1
         decision = self._validator.decide(request.token)
+        if self._shape_claim and request.HasField("shape"):
+            s = request.shape
+            decision = shape.authorize(
+                decision,
+                self._shape_claim,
+                lambda: shape.from_request(s.table, s.where, s.columns, s.params),
+            )
         if self._debug:
             log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
         return to_response(decision)

@@ -21,7 +21,7 @@ How the fields compare, after each side is read into a `Shape`:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -133,26 +133,16 @@ def check(claims: Mapping[str, Any], name: str, requested: Shape) -> None:
             )
 
 
-def authorize(decision: Decision, name: str, requested: Shape | None) -> Decision:
-    """A valid decision stays valid only if its token's shape claim allows `requested`."""
-    if not decision.valid or requested is None:
-        return decision
-    try:
-        check(decision.claims, name, requested)
-    except ShapeMismatch as error:
-        return Decision.refused(error)
-    return decision
-
-
-def authorize_query(decision: Decision, name: str, query: str) -> Decision:
-    """`authorize` for a raw query string, whose parsing can itself be refused."""
+def authorize(decision: Decision, name: str, requested: Callable[[], Shape]) -> Decision:
+    """A valid decision stays valid only if its token's claim `name` allows the shape that
+    `requested` reads (from a query string or a ShapeRequest); reading it may itself refuse."""
     if not decision.valid:
         return decision
     try:
-        requested = from_query(query)
+        check(decision.claims, name, requested())
     except ShapeMismatch as error:
         return Decision.refused(error)
-    return authorize(decision, name, requested)
+    return decision
 
 
 def path_matcher(path: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ in test_electric.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -212,17 +213,23 @@ def test_from_request_reads_the_proto_fields() -> None:
 
 
 def test_authorize_turns_only_valid_decisions_into_refusals() -> None:
+    def query(text: str) -> Callable[[], shape.Shape]:
+        return lambda: shape.from_query(text)
+
     valid = Decision(valid=True, user_id="alice", claims={"sub": "alice"})
-    refused = shape.authorize(valid, CLAIM, shape.Shape(table="t"))
+    refused = shape.authorize(valid, CLAIM, query("table=t"))
     assert (refused.valid, refused.reason) == (False, Reason.SHAPE_MISMATCH)
+    assert refused.message == 'Token has no "shape" claim'
     assert refused.claims == {} and refused.user_id == ""
-    assert shape.authorize(valid, CLAIM, None) is valid
     expired = Decision(valid=False, reason=Reason.EXPIRED, message="Expired token")
-    assert shape.authorize(expired, CLAIM, shape.Shape(table="t")) is expired
-    assert shape.authorize_query(expired, CLAIM, "table=a&table=b") is expired
+    assert shape.authorize(expired, CLAIM, query("table=a&table=b")) is expired
     allowed = Decision(valid=True, user_id="a", claims={CLAIM: {"table": "t"}})
-    assert shape.authorize_query(allowed, CLAIM, "table=t&offset=-1") is allowed
-    assert shape.authorize_query(allowed, CLAIM, "table=t&table=t").reason == Reason.SHAPE_MISMATCH
+    assert shape.authorize(allowed, CLAIM, query("table=t&offset=-1")) is allowed
+    repeated = shape.authorize(allowed, CLAIM, query("table=t&table=t"))
+    assert (repeated.reason, repeated.message) == (
+        Reason.SHAPE_MISMATCH,
+        'Invalid shape request: "table" is repeated',
+    )
 
 
 @pytest.mark.parametrize(
