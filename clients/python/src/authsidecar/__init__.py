@@ -2,6 +2,7 @@
 
 from authsidecar.client import (
     DEFAULT_TIMEOUT,
+    SHAPE_CLAIM,
     AsyncAuthClient,
     AuthClient,
     Decision,
@@ -9,5 +10,13 @@ from authsidecar.client import (
     Reason,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "AsyncAuthClient", "AuthClient", "Decision", "Minted", "Reason"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SHAPE_CLAIM",
+    "AsyncAuthClient",
+    "AuthClient",
+    "Decision",
+    "Minted",
+    "Reason",
+]
 __version__ = "0.1.0"

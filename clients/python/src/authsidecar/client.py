@@ -22,6 +22,8 @@ from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take before it fails with DEADLINE_EXCEEDED."""
+SHAPE_CLAIM = "shape"
+"""The claim that `mint(..., shape=...)` writes; SIDECAR_SHAPE_CLAIM=shape reads it."""
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
@@ -103,10 +105,11 @@ class AuthClient:
         ttl: float | timedelta | None = None,
         mint_secret: str | None = None,
         *,
+        shape: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Minted:
         response = self._stub.Mint(
-            _mint_request(user_id, claims, ttl),
+            _mint_request(user_id, claims, ttl, shape),
             metadata=_mint_metadata(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
@@ -159,10 +162,11 @@ class AsyncAuthClient:
         ttl: float | timedelta | None = None,
         mint_secret: str | None = None,
         *,
+        shape: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Minted:
         response = await self._stub.Mint(
-            _mint_request(user_id, claims, ttl),
+            _mint_request(user_id, claims, ttl, shape),
             metadata=_mint_metadata(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
@@ -200,9 +204,16 @@ def _minted(response: auth_pb2.MintResponse) -> Minted:
 
 
 def _mint_request(
-    user_id: str, claims: Mapping[str, Any] | None, ttl: float | timedelta | None
+    user_id: str,
+    claims: Mapping[str, Any] | None,
+    ttl: float | timedelta | None,
+    shape: Mapping[str, Any] | None = None,
 ) -> auth_pb2.MintRequest:
+    """`shape` is Electric's gatekeeper claim, `{table, namespace?, where?, columns?, params?}`:
+    the one shape the token may sync, written as the claim SHAPE_CLAIM."""
     request = auth_pb2.MintRequest(user_id=user_id)
+    if shape is not None:
+        claims = {**(claims or {}), SHAPE_CLAIM: dict(shape)}
     if claims:
         to_struct(claims, into=request.claims)
     if ttl is not None:
