@@ -33,6 +33,23 @@ export interface ValidateOptions {
   timeoutMs?: number;
 }
 
+/** The claim that {@link MintOptions.shape} writes; SIDECAR_SHAPE_CLAIM=shape reads it. */
+export const SHAPE_CLAIM = "shape";
+
+/**
+ * Electric's gatekeeper claim: the one shape (`GET /v1/shape`) a token may sync. The sidecar
+ * compares it with the shape requested: `table` (as `namespace.table` when `namespace` is set) and
+ * `where` byte for byte, `columns` (names as in the table, unquoted, as `ShapeStream` takes them,
+ * or Electric's comma-separated string) as a set, and `params` (the where clause's $1, $2, ...).
+ */
+export interface Shape {
+  table: string;
+  namespace?: string;
+  where?: string;
+  columns?: string[] | string;
+  params?: string[] | Record<`${number}`, string>;
+}
+
 /** Options of one {@link AuthClient.mint} call. */
 export interface MintOptions {
   /**
@@ -42,6 +59,8 @@ export interface MintOptions {
    * doubles. Default: none.
    */
   claims?: Record<string, unknown>;
+  /** The shape the token may sync, written as the claim {@link SHAPE_CLAIM}. Default: none. */
+  shape?: Shape;
   /**
    * How long the token is valid, in seconds: at least 1 and at most the sidecar's
    * SIDECAR_MINT_MAX_TTL_SECONDS (default 24 hours), else INVALID_ARGUMENT. The sidecar drops any
@@ -148,8 +167,9 @@ export class AuthClient {
     return new Promise((resolve, reject) => {
       const deadline = this.deadline(options.timeoutMs);
       const request: MintRequest = { userId };
-      if (options.claims && Object.keys(options.claims).length > 0) {
-        request.claims = options.claims;
+      const claims = options.shape ? { ...options.claims, [SHAPE_CLAIM]: options.shape } : options.claims;
+      if (claims && Object.keys(claims).length > 0) {
+        request.claims = claims;
       }
       if (options.ttlSeconds !== undefined) {
         request.ttl = toDuration(options.ttlSeconds);

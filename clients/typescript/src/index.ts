@@ -16,11 +16,13 @@
 export {
   AuthClient,
   DEFAULT_TIMEOUT_MS,
+  SHAPE_CLAIM,
   isServiceError,
   type AuthClientOptions,
   type Decision,
   type MintOptions,
   type Minted,
+  type Shape,
   type ValidateOptions,
 } from "./client";
 export { Reason, reasonFromNumber } from "./reason";
