@@ -49,7 +49,9 @@ def post(url: str, user: str | None) -> tuple[int, dict[str, Any]]:
 
 
 def validate(sidecar: str, token: str, params: list[str]) -> auth_pb2.ValidateResponse:
-    shape = auth_pb2.ShapeRequest(table="items", where="owner = $1", params=params)
+    shape = auth_pb2.ShapeRequest(
+        table="items", where="owner = $1", columns=["title", "id"], params=params
+    )
     with grpc.insecure_channel(sidecar) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
         return stub.Validate(auth_pb2.ValidateRequest(token=token, shape=shape))
@@ -60,7 +62,12 @@ def test_the_gatekeeper_mints_a_token_for_the_users_own_shape(
 ) -> None:
     status, body = post(f"{gatekeeper}/gatekeeper/items", "alice")
     assert status == 200
-    assert body["params"] == {"table": "items", "where": "owner = $1", "params": ["alice"]}
+    assert body["params"] == {
+        "table": "items",
+        "where": "owner = $1",
+        "columns": ["id", "title"],
+        "params": ["alice"],
+    }
     mine = validate(sidecar, body["token"], ["alice"])
     assert (mine.valid, mine.user_id) == (True, "alice")
     assert mine.expires_at.seconds - mine.claims["iat"] == TTL_SECONDS

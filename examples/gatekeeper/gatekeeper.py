@@ -21,6 +21,7 @@ from typing import Any
 
 from authsidecar import AuthClient
 
+COLUMNS = ["id", "title"]  # the columns this app lets a user sync
 TTL_SECONDS = 300  # short-lived: a client asks the gatekeeper again when its token expires
 
 
@@ -35,7 +36,7 @@ def make_handler(auth: AuthClient, mint_secret: str | None) -> type[BaseHTTPRequ
                 self._reply(404, {"error": "no such shape"})
                 return
             # The whole gatekeeper: decide the shape, mint a token for it, hand both out.
-            shape = {"table": "items", "where": "owner = $1", "params": [user]}
+            shape = {"table": "items", "where": "owner = $1", "columns": COLUMNS, "params": [user]}
             token = auth.mint(user, shape=shape, ttl=TTL_SECONDS, mint_secret=mint_secret).token
             self._reply(200, {"token": token, "params": shape})
 
