@@ -1,32 +1,167 @@
-"""The config loader: every setting, with its variable, flag and default, in one table.
+"""The config loader: every setting, with its variable, flag, default and parser, in one table.
 
 `load` reads the environment and command-line flags (flags win), parses keys once, and either
 returns a `Config` or raises `ConfigError` with one line per problem, each naming its variable.
+Adding a setting is adding one `Setting` row (and its README row): the loader is a loop over the
+table, plus the rules that join several settings (keys, the mint secret, the mode).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from jose.backends.base import Key
+from typing import Any
 
 from sidecar import keys
+from sidecar.crypto import Signer, Verifier
 from sidecar.errors import ConfigError
+from sidecar.minter import Minter
+from sidecar.policy import MintPolicy, Mode, Policy
+from sidecar.validator import Validator
 
-SECURE = "secure"
-INSECURE = "insecure"
+MINT_SECRET_MIN_BYTES = 32
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_OWNED_HEADERS = ("authorization", "host", "content-length", "transfer-encoding")
+_REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_ALG_PROBLEM = (
+    "Missing or invalid 'alg' configuration option for secure auth mode "
+    f"(expected one of {', '.join(keys.ALGORITHMS)})"
+)
+
+# The subcommands a setting can affect: its flag is offered on these only.
+SERVE = "serve"
+MINT = "mint"
+VALIDATE = "validate"
+_ALL = frozenset((SERVE, MINT, VALIDATE))
+
+
+class Invalid(ValueError):
+    """A value does not parse. The text follows `NAME: ` in the problem line."""
+
+
+Parser = Callable[[str], Any]
+"""Turns a setting's text (its value, or its default) into the value Config holds."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _mode(raw: str) -> Mode:
+    if raw not in tuple(Mode):
+        raise Invalid(f'must be "{Mode.SECURE}" or "{Mode.INSECURE}", not "{raw}"')
+    return Mode(raw)
+
+
+def _algorithm(raw: str) -> str:
+    if raw not in keys.ALGORITHMS:
+        raise Invalid(_ALG_PROBLEM)
+    return raw
+
+
+def _whole(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        # Plain ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits.
+        value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
+        if not low <= value <= high:
+            raise Invalid(f'must be a whole number from {low} to {high}, not "{raw}"')
+        return value
+
+    return parse
+
+
+def _seconds(low: int, high: int) -> Parser:
+    whole = _whole(low, high)
+    return lambda raw: float(whole(raw))
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered not in _BOOLS:
+        raise Invalid(f'must be true or false, not "{lowered}"')
+    return _BOOLS[lowered]
+
+
+def _header(raw: str) -> str:
+    """An HTTP header name (RFC 9110 token), lower-cased; never one Envoy or the token owns."""
+    lowered = raw.lower()
+    if not _HEADER_NAME.fullmatch(lowered):
+        raise Invalid(f'must be an HTTP header name, not "{raw}"')
+    if lowered in _OWNED_HEADERS:
+        raise Invalid(f'may not be "{lowered}"')
+    return lowered
+
+
+def _realm(raw: str) -> str:
+    if not _REALM.fullmatch(raw):
+        raise Invalid("must be printable ASCII without quotes or backslashes")
+    return raw
+
+
+def _log_level(raw: str) -> str:
+    level = raw.lower()
+    if level not in LOG_LEVELS:
+        raise Invalid(f'must be one of {", ".join(LOG_LEVELS)}, not "{level}"')
+    return level
+
+
+def _listen(raw: str) -> str:
+    if raw.startswith("unix:"):
+        if len(raw) == len("unix:"):
+            raise Invalid("unix: needs a path, as in unix:/run/auth-sidecar.sock")
+        return raw
+    host, _, port = raw.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise Invalid(f'must be host:port, [v6]:port or unix:/path, not "{raw}"')
+    return raw
+
+
+def _path(raw: str) -> str:
+    if not raw.startswith("/") or "?" in raw or "#" in raw:
+        raise Invalid(f'must be a path such as /v1/shape, not "{raw}"')
+    return raw
+
+
+def _mint_secret(raw: str) -> bytes:
+    secret = raw.encode()
+    if len(secret) < MINT_SECRET_MIN_BYTES:
+        raise Invalid(f"must be at least {MINT_SECRET_MIN_BYTES} bytes long")
+    return secret
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One configuration variable. Its flag is the variable's name without its prefix."""
+    """One configuration variable. Its flag is the variable's name without its prefix.
+
+    `parse` turns its text into a value; `None` marks a `<NAME>_FILE` row, read by its secret's
+    row. `field` is where the value lands in `Config` (`envoy.x` in `EnvoyConfig`); `None` means
+    a cross-field rule uses it. A `secret` is read from its variable or from `<NAME>_FILE`.
+    `missing` is the problem when a secure-mode setting is left unset. `commands` are the
+    subcommands it affects, which offer its flag.
+    """
 
     env: str
     help: str
+    parse: Parser | None
     default: str | None = None
+    field: str | None = None
+    secure_only: bool = False
+    secret: bool = False
+    missing: str | None = None
+    commands: frozenset[str] = _ALL
 
     @property
     def flag(self) -> str:
@@ -34,111 +169,297 @@ class Setting:
         return "--" + name.lower().replace("_", "-")
 
 
+_SERVE = frozenset((SERVE,))
+_SERVE_MINT = frozenset((SERVE, MINT))
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("AUTH_MODE", "`secure` or `insecure` (development only: signatures unchecked)", SECURE),
-    Setting("AUTH_JWT_ALG", "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required)"),
+    Setting(
+        "AUTH_MODE",
+        "`secure` or `insecure` (development only: signatures unchecked)",
+        _mode,
+        Mode.SECURE.value,
+        "mode",
+    ),
+    Setting(
+        "AUTH_JWT_ALG",
+        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required)",
+        _algorithm,
+        field="alg",
+        secure_only=True,
+        missing=_ALG_PROBLEM,
+    ),
     Setting(
         "AUTH_JWT_KEY",
         "secure: HS secret (raw, or `base64:...`), or PEM public key for RS/ES (required)",
+        _text,
+        secure_only=True,
+        secret=True,
+        missing="Missing 'key' configuration option for secure auth mode",
     ),
-    Setting("AUTH_JWT_KEY_FILE", "secure: read AUTH_JWT_KEY from this file instead"),
-    Setting("AUTH_JWT_NAMESPACE", "both modes: read the user from claims[namespace]"),
-    Setting("AUTH_JWT_ISS", "secure: require `iss` and that it equals this"),
-    Setting("AUTH_JWT_AUD", "secure: require `aud` and that it is or contains this"),
-    Setting("AUTH_JWT_SIGNING_KEY", "secure, RS/ES: PEM private key that Mint signs with"),
     Setting(
-        "AUTH_JWT_SIGNING_KEY_FILE", "secure: read AUTH_JWT_SIGNING_KEY from this file instead"
+        "AUTH_JWT_KEY_FILE",
+        "secure: read AUTH_JWT_KEY from this file instead",
+        None,
+        secure_only=True,
     ),
-    Setting("SIDECAR_MINT_SECRET", "secure: bearer secret that Mint callers must send (32+ bytes)"),
-    Setting("SIDECAR_MINT_SECRET_FILE", "secure: read SIDECAR_MINT_SECRET from this file instead"),
-    Setting("SIDECAR_MINT_MAX_TTL_SECONDS", "longest ttl that Mint grants", "86400"),
-    Setting("SIDECAR_LISTEN", "`host:port`, `[v6]:port` or `unix:/path`", "127.0.0.1:50051"),
+    Setting(
+        "AUTH_JWT_NAMESPACE",
+        "both modes: read the user from claims[namespace]",
+        _text,
+        field="namespace",
+    ),
+    Setting(
+        "AUTH_JWT_ISS",
+        "secure: require `iss` and that it equals this",
+        _text,
+        field="iss",
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_AUD",
+        "secure: require `aud` and that it is or contains this",
+        _text,
+        field="aud",
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_SIGNING_KEY",
+        "secure, RS/ES: PEM private key that Mint signs with",
+        _text,
+        secure_only=True,
+        secret=True,
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "AUTH_JWT_SIGNING_KEY_FILE",
+        "secure: read AUTH_JWT_SIGNING_KEY from this file instead",
+        None,
+        secure_only=True,
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_MINT_SECRET",
+        "secure: bearer secret that Mint callers must send (32+ bytes)",
+        _mint_secret,
+        field="mint_secret",
+        secure_only=True,
+        secret=True,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_MINT_SECRET_FILE",
+        "secure: read SIDECAR_MINT_SECRET from this file instead",
+        None,
+        secure_only=True,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_MINT_MAX_TTL_SECONDS",
+        "longest ttl that Mint grants",
+        _whole(1, 366 * 86400),
+        "86400",
+        "mint_max_ttl",
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_LISTEN",
+        "`host:port`, `[v6]:port` or `unix:/path`",
+        _listen,
+        "127.0.0.1:50051",
+        "listen",
+        commands=_SERVE,
+    ),
     Setting(
         "SIDECAR_READY_FILE",
         "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
+        _text,
+        field="ready_file",
+        commands=_SERVE,
     ),
-    Setting("SIDECAR_CLOCK_SKEW_SECONDS", "allowed clock drift for exp, nbf, iat", "2"),
-    Setting("SIDECAR_MAX_TOKEN_BYTES", "longer tokens are refused unparsed as malformed", "8192"),
-    Setting("SIDECAR_MAX_CONCURRENT_RPCS", "calls beyond this get RESOURCE_EXHAUSTED", "1000"),
-    Setting("SIDECAR_GRACE_SECONDS", "how long SIGTERM waits for in-flight calls", "5"),
-    Setting("SIDECAR_LOG_LEVEL", "debug, info, warning or error", "info"),
-    Setting("SIDECAR_ENVOY_TOKEN_HEADER", "Envoy: also read the token from this header"),
-    Setting("SIDECAR_ENVOY_TOKEN_PARAM", "Envoy: also read the token from this query parameter"),
-    Setting("SIDECAR_ENVOY_USER_HEADER", "Envoy: header set to the user id upstream", "x-user-id"),
-    Setting("SIDECAR_ENVOY_CLAIMS_HEADER", "Envoy: header set to the claims, base64url JSON"),
-    Setting("SIDECAR_ENVOY_STRIP_TOKEN", "Envoy: remove the token's header upstream", "false"),
-    Setting("SIDECAR_ENVOY_REALM", "Envoy: realm in WWW-Authenticate", "auth-sidecar"),
-    Setting("SIDECAR_ENVOY_ALLOW_PREFLIGHT", "Envoy: CORS preflights pass without a token", "true"),
-    Setting("SIDECAR_SHAPE_CLAIM", "the claim naming the one Electric shape a token may sync"),
-    Setting("SIDECAR_SHAPE_PATH", "Envoy: the path of Electric's shape API", "/v1/shape"),
+    Setting(
+        "SIDECAR_CLOCK_SKEW_SECONDS",
+        "allowed clock drift for exp, nbf, iat",
+        _whole(0, 3600),
+        "2",
+        "clock_skew",
+        commands=frozenset((SERVE, VALIDATE)),
+    ),
+    Setting(
+        "SIDECAR_MAX_TOKEN_BYTES",
+        "longer tokens are refused unparsed as malformed",
+        _whole(64, 1 << 20),
+        "8192",
+        "max_token_bytes",
+    ),
+    Setting(
+        "SIDECAR_MAX_CONCURRENT_RPCS",
+        "calls beyond this get RESOURCE_EXHAUSTED",
+        _whole(1, 1_000_000),
+        "1000",
+        "max_concurrent_rpcs",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_GRACE_SECONDS",
+        "how long SIGTERM waits for in-flight calls",
+        _seconds(0, 3600),
+        "5",
+        "grace_seconds",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_LOG_LEVEL",
+        "debug, info, warning or error",
+        _log_level,
+        "info",
+        "log_level",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_TOKEN_HEADER",
+        "Envoy: also read the token from this header",
+        _header,
+        field="envoy.token_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_TOKEN_PARAM",
+        "Envoy: also read the token from this query parameter",
+        _text,
+        field="envoy.token_param",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_USER_HEADER",
+        "Envoy: header set to the user id upstream",
+        _header,
+        "x-user-id",
+        "envoy.user_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_CLAIMS_HEADER",
+        "Envoy: header set to the claims, base64url JSON",
+        _header,
+        field="envoy.claims_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_STRIP_TOKEN",
+        "Envoy: remove the token's header upstream",
+        _bool,
+        "false",
+        "envoy.strip_token",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_REALM",
+        "Envoy: realm in WWW-Authenticate",
+        _realm,
+        "auth-sidecar",
+        "envoy.realm",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_ALLOW_PREFLIGHT",
+        "Envoy: CORS preflights pass without a token",
+        _bool,
+        "true",
+        "envoy.allow_preflight",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_SHAPE_CLAIM",
+        "the claim naming the one Electric shape a token may sync",
+        _text,
+        field="shape_claim",
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_SHAPE_PATH",
+        "Envoy: the path of Electric's shape API",
+        _path,
+        "/v1/shape",
+        "envoy.shape_path",
+        commands=_SERVE,
+    ),
 )
-_DEFAULTS = {s.env: s.default for s in SETTINGS}
 
 # Settings that only secure mode uses; Electric refuses them in insecure mode.
-SECURE_ONLY = (
-    "AUTH_JWT_ALG",
-    "AUTH_JWT_KEY",
-    "AUTH_JWT_KEY_FILE",
-    "AUTH_JWT_ISS",
-    "AUTH_JWT_AUD",
-    "AUTH_JWT_SIGNING_KEY",
-    "AUTH_JWT_SIGNING_KEY_FILE",
-    "SIDECAR_MINT_SECRET",
-    "SIDECAR_MINT_SECRET_FILE",
-)
-MINT_SECRET_MIN_BYTES = 32
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
-_REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
-_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-LOG_LEVELS = ("debug", "info", "warning", "error")
+SECURE_ONLY = tuple(s.env for s in SETTINGS if s.secure_only)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the loader returns
 
 
 @dataclass(frozen=True)
 class EnvoyConfig:
     """How Envoy's ext_authz Check finds the token and tells the upstream who the user is.
 
-    Header names are lower case, as Envoy passes them.
+    Header names are lower case, as Envoy passes them. Defaults live in SETTINGS.
     """
 
-    token_header: str | None = None
-    token_param: str | None = None
-    user_header: str = "x-user-id"
-    claims_header: str | None = None
-    strip_token: bool = False
-    realm: str = "auth-sidecar"
-    allow_preflight: bool = True
-    shape_path: str = "/v1/shape"
+    token_header: str | None
+    token_param: str | None
+    user_header: str
+    claims_header: str | None
+    strip_token: bool
+    realm: str
+    allow_preflight: bool
+    shape_path: str
 
 
 @dataclass(frozen=True)
 class Config:
-    """A checked configuration with its keys already parsed. Secrets stay out of `repr`."""
+    """A checked configuration with its keys already parsed. Secrets stay out of `repr`.
 
-    mode: str = INSECURE
-    alg: str | None = None
-    namespace: str | None = None
-    iss: str | None = None
-    aud: str | None = None
-    listen: str = "127.0.0.1:50051"
-    ready_file: str | None = None
-    clock_skew: int = 2
-    max_token_bytes: int = 8192
-    mint_max_ttl: int = 86400
-    max_concurrent_rpcs: int = 1000
-    grace_seconds: float = 5.0
-    log_level: str = "info"
-    shape_claim: str | None = None
-    envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
-    verify_key: Key | None = field(default=None, repr=False)
-    signing_key: Key | None = field(default=None, repr=False)
-    mint_secret: bytes | None = field(default=None, repr=False)
+    Defaults live in SETTINGS; `load` is the way to build one.
+    """
+
+    mode: Mode
+    alg: str | None
+    namespace: str | None
+    iss: str | None
+    aud: str | None
+    listen: str
+    ready_file: str | None
+    clock_skew: int
+    max_token_bytes: int
+    mint_max_ttl: int
+    max_concurrent_rpcs: int
+    grace_seconds: float
+    log_level: str
+    shape_claim: str | None
+    envoy: EnvoyConfig
+    verifier: Verifier | None = field(repr=False)
+    signer: Signer | None = field(repr=False)
+    mint_secret: bytes | None = field(repr=False)
 
     @property
-    def required_claims(self) -> tuple[str, ...]:
-        if self.mode == INSECURE:
-            return ()
+    def policy(self) -> Policy:
+        """What the core enforces: insecure mode requires no claim and checks no iss or aud."""
+        if self.mode is Mode.INSECURE:
+            return Policy(
+                mode=self.mode,
+                namespace=self.namespace,
+                skew=self.clock_skew,
+                max_token_bytes=self.max_token_bytes,
+            )
         extra = tuple(name for name, value in (("iss", self.iss), ("aud", self.aud)) if value)
-        return ("iat", "exp", *extra)
+        return Policy(
+            mode=self.mode,
+            required=("iat", "exp", *extra),
+            iss=self.iss,
+            aud=self.aud,
+            namespace=self.namespace,
+            skew=self.clock_skew,
+            max_token_bytes=self.max_token_bytes,
+        )
+
+    @property
+    def mint_policy(self) -> MintPolicy:
+        return MintPolicy(max_ttl=self.mint_max_ttl, secret=self.mint_secret)
 
     def describe(self) -> str:
         """A log-safe summary: names and choices, never a key or secret."""
@@ -146,13 +467,27 @@ class Config:
         if self.alg:
             parts.append(f"alg={self.alg}")
         parts += [f"listen={self.listen}", f"namespace={self.namespace or '-'}"]
-        if self.mode == SECURE:
+        if self.mode is Mode.SECURE:
             parts += [
                 f"iss={self.iss or '-'}",
                 f"aud={self.aud or '-'}",
-                f"mint={'on' if self.mint_secret and self.signing_key else 'off'}",
+                f"mint={'on' if self.mint_secret and self.signer else 'off'}",
             ]
         return " ".join(parts)
+
+
+def build_validator(config: Config, clock: Callable[[], float] = time.time) -> Validator:
+    """The core's Validator for `config`; `clock` gives Unix seconds (tests stop it)."""
+    return Validator(config.policy, config.verifier, clock)
+
+
+def build_minter(config: Config, clock: Callable[[], float] = time.time) -> Minter:
+    """The core's Minter for `config`; insecure mode has no signer, and signs nothing."""
+    return Minter(config.policy, config.mint_policy, config.signer, clock)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loader
 
 
 def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
@@ -165,89 +500,82 @@ class _Loader:
         self._env = env
         self._flags = flags
         self.problems: list[str] = []
-        # Secrets that were given but could not be used; `_secret` has already said why.
-        self._unusable: set[str] = set()
+        # Settings that already have a problem line: no second line about them.
+        self._failed: set[str] = set()
 
     def load(self) -> Config:
-        mode = self._get("AUTH_MODE") or SECURE
-        if mode not in (SECURE, INSECURE):
-            self._problem("AUTH_MODE", f'must be "secure" or "insecure", not "{mode}"')
-        common = dict(
-            namespace=self._get("AUTH_JWT_NAMESPACE"),
-            listen=self._listen(),
-            ready_file=self._get("SIDECAR_READY_FILE"),
-            clock_skew=self._int("SIDECAR_CLOCK_SKEW_SECONDS", 0, 3600),
-            max_token_bytes=self._int("SIDECAR_MAX_TOKEN_BYTES", 64, 1 << 20),
-            mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
-            max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
-            grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
-            log_level=self._log_level(),
-            shape_claim=self._get("SIDECAR_SHAPE_CLAIM"),
-            envoy=self._envoy(),
-        )
-        secure = self._secure() if mode == SECURE else {}
-        if mode == INSECURE:
-            self._refuse_secure_only()
-        if self.problems:
-            raise ConfigError(self.problems)
-        return Config(mode=mode, **secure, **common)  # type: ignore[arg-type]
-
-    def _refuse_secure_only(self) -> None:
-        """Electric's safety net: a key set in insecure mode is almost always a mistake."""
-        for name in SECURE_ONLY:
-            if self._get(name) is not None:
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if not setting.secure_only:
+                values[setting.env] = self._value(setting)
+        mode = values["AUTH_MODE"]
+        for setting in SETTINGS:
+            if not setting.secure_only:
+                continue
+            if mode is Mode.SECURE:
+                values[setting.env] = self._value(setting)
+            elif mode is Mode.INSECURE and self._get(setting.env) is not None:
+                # Electric's safety net: a key set in insecure mode is almost always a mistake.
                 self._problem(
-                    name,
+                    setting.env,
                     "is set, but AUTH_MODE=insecure does not use it. "
                     "Did you forget to set AUTH_MODE=secure?",
                 )
+        verifier, signer = self._keys(values) if mode is Mode.SECURE else (None, None)
+        if self.problems:
+            raise ConfigError(self.problems)
+        fields: dict[str, Any] = {"verifier": verifier, "signer": signer}
+        envoy: dict[str, Any] = {}
+        for setting in SETTINGS:
+            if setting.field is not None:
+                group, _, name = setting.field.rpartition(".")
+                (envoy if group else fields)[name] = values.get(setting.env)
+        return Config(envoy=EnvoyConfig(**envoy), **fields)
 
-    def _secure(self) -> dict[str, object]:
-        alg = self._get("AUTH_JWT_ALG")
-        if alg not in keys.ALGORITHMS:
-            self._problem(
-                "AUTH_JWT_ALG",
-                "Missing or invalid 'alg' configuration option for secure auth mode "
-                f"(expected one of {', '.join(keys.ALGORITHMS)})",
-            )
-            alg = None
-        verify_key = signing_key = None
-        material = self._secret("AUTH_JWT_KEY")
-        if material is None:
-            if "AUTH_JWT_KEY" not in self._unusable:
-                self._problem(
-                    "AUTH_JWT_KEY", "Missing 'key' configuration option for secure auth mode"
-                )
-        elif alg is not None:
+    def _value(self, setting: Setting) -> Any:
+        """The setting's parsed value, its default's when unset, or None (with a problem)."""
+        if setting.parse is None:
+            return None
+        raw = self._secret(setting.env) if setting.secret else self._get(setting.env)
+        raw = raw if raw is not None else setting.default
+        if raw is None:
+            if setting.missing and setting.env not in self._failed:
+                self._problem(setting.env, setting.missing)
+            return None
+        try:
+            return setting.parse(raw)
+        except Invalid as problem:
+            self._problem(setting.env, str(problem))
+            return None
+
+    def _keys(self, values: Mapping[str, Any]) -> tuple[Verifier | None, Signer | None]:
+        """The cross-field rules of secure mode: the key fits the algorithm, and the signing
+        key (RS/ES) is the private half of it."""
+        alg, material, signing = (
+            values["AUTH_JWT_ALG"],
+            values["AUTH_JWT_KEY"],
+            values["AUTH_JWT_SIGNING_KEY"],
+        )
+        if alg is None:
+            return None, None
+        verifier = signer = None
+        if material is not None:
             try:
-                verify_key = keys.verify_key(alg, material)
+                verifier = keys.verifier(alg, material)
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_KEY", str(problem))
-        signing = self._secret("AUTH_JWT_SIGNING_KEY")
         if alg in keys.HS_ALGS:
-            signing_key = verify_key
             if signing is not None:
                 self._problem(
                     "AUTH_JWT_SIGNING_KEY", f"is not used with {alg}: Mint signs with AUTH_JWT_KEY"
                 )
-        elif signing is not None and alg is not None and verify_key is not None:
+            return verifier, keys.hs_signer(verifier) if verifier else None
+        if signing is not None and verifier is not None:
             try:
-                signing_key = keys.signing_key(alg, signing, verify_key)
+                signer = keys.signer(alg, signing, verifier)
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
-        mint_secret = self._secret("SIDECAR_MINT_SECRET")
-        if mint_secret is not None and len(mint_secret.encode()) < MINT_SECRET_MIN_BYTES:
-            self._problem(
-                "SIDECAR_MINT_SECRET", f"must be at least {MINT_SECRET_MIN_BYTES} bytes long"
-            )
-        return dict(
-            alg=alg,
-            iss=self._get("AUTH_JWT_ISS"),
-            aud=self._get("AUTH_JWT_AUD"),
-            verify_key=verify_key,
-            signing_key=signing_key,
-            mint_secret=mint_secret.encode() if mint_secret else None,
-        )
+        return verifier, signer
 
     def _get(self, name: str) -> str | None:
         """A flag beats the environment. Empty counts as unset, as Compose passes unset values."""
@@ -264,13 +592,11 @@ class _Loader:
         value, path = self._get(name), self._get(name + "_FILE")
         if value is not None and path is not None:
             self._problem(name, f"is set together with {name}_FILE; set only one")
-            self._unusable.add(name)
             return None
         if path is None:
             if value is not None and not _is_utf8(value):
                 # os.environ keeps undecodable bytes as surrogates, which cannot be encoded.
                 self._problem(name, "is not UTF-8 text")
-                self._unusable.add(name)
                 return None
             return value
         try:
@@ -278,88 +604,11 @@ class _Loader:
         except (OSError, UnicodeDecodeError) as error:
             reason = getattr(error, "strerror", None) or "not UTF-8 text"
             self._problem(name + "_FILE", f"cannot read {path}: {reason}")
-            self._unusable.add(name)
+            self._failed.add(name)
             return None
-
-    def _int(self, name: str, low: int, high: int) -> int:
-        raw = self._get(name) or _DEFAULTS[name] or ""
-        # Plain ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits.
-        value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
-        if not low <= value <= high:
-            self._problem(name, f'must be a whole number from {low} to {high}, not "{raw}"')
-            return low
-        return value
-
-    def _envoy(self) -> EnvoyConfig:
-        return EnvoyConfig(
-            token_header=self._header("SIDECAR_ENVOY_TOKEN_HEADER"),
-            token_param=self._get("SIDECAR_ENVOY_TOKEN_PARAM"),
-            user_header=self._header("SIDECAR_ENVOY_USER_HEADER") or "x-user-id",
-            claims_header=self._header("SIDECAR_ENVOY_CLAIMS_HEADER"),
-            strip_token=self._bool("SIDECAR_ENVOY_STRIP_TOKEN"),
-            realm=self._realm(),
-            allow_preflight=self._bool("SIDECAR_ENVOY_ALLOW_PREFLIGHT"),
-            shape_path=self._shape_path(),
-        )
-
-    def _shape_path(self) -> str:
-        path = self._get("SIDECAR_SHAPE_PATH") or _DEFAULTS["SIDECAR_SHAPE_PATH"] or ""
-        if not path.startswith("/") or "?" in path or "#" in path:
-            self._problem("SIDECAR_SHAPE_PATH", f'must be a path such as /v1/shape, not "{path}"')
-        return path
-
-    def _header(self, name: str) -> str | None:
-        """An HTTP header name (RFC 9110 token), lower-cased; never one Envoy or the token owns."""
-        value = self._get(name)
-        if value is None:
-            return None
-        lowered = value.lower()
-        if not _HEADER_NAME.fullmatch(lowered):
-            self._problem(name, f'must be an HTTP header name, not "{value}"')
-        elif lowered in ("authorization", "host", "content-length", "transfer-encoding"):
-            self._problem(name, f'may not be "{lowered}"')
-        return lowered
-
-    def _bool(self, name: str) -> bool:
-        raw = (self._get(name) or _DEFAULTS[name] or "").lower()
-        if raw not in _BOOLS:
-            self._problem(name, f'must be true or false, not "{raw}"')
-            return False
-        return _BOOLS[raw]
-
-    def _realm(self) -> str:
-        realm = self._get("SIDECAR_ENVOY_REALM") or "auth-sidecar"
-        if not _REALM.fullmatch(realm):
-            self._problem(
-                "SIDECAR_ENVOY_REALM", "must be printable ASCII without quotes or backslashes"
-            )
-        return realm
-
-    def _log_level(self) -> str:
-        level = (self._get("SIDECAR_LOG_LEVEL") or "info").lower()
-        if level not in LOG_LEVELS:
-            self._problem(
-                "SIDECAR_LOG_LEVEL", f'must be one of {", ".join(LOG_LEVELS)}, not "{level}"'
-            )
-            return "info"
-        return level
-
-    def _listen(self) -> str:
-        listen = self._get("SIDECAR_LISTEN") or "127.0.0.1:50051"
-        if listen.startswith("unix:"):
-            if len(listen) == len("unix:"):
-                self._problem(
-                    "SIDECAR_LISTEN", "unix: needs a path, as in unix:/run/auth-sidecar.sock"
-                )
-            return listen
-        host, _, port = listen.rpartition(":")
-        if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-            self._problem(
-                "SIDECAR_LISTEN", f'must be host:port, [v6]:port or unix:/path, not "{listen}"'
-            )
-        return listen
 
     def _problem(self, name: str, text: str) -> None:
+        self._failed.add(name)
         self.problems.append(f"{name}: {text}")
 
 

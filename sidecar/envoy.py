@@ -19,10 +19,10 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authsidecar.structs import to_struct
+from authsidecar.v1.structs import to_struct
 from sidecar import jws, rpc, shape
 from sidecar.config import EnvoyConfig
-from sidecar.errors import Reason
+from sidecar.errors import KeysUnavailable, Reason
 from sidecar.validator import Decision, Validator
 
 NAME = "envoy.service.auth.v3.Authorization"
@@ -64,7 +64,11 @@ class EnvoyAuthorization:
         token, source = self._find_token(headers, http.path)
         if token is None:
             return self._missing
-        decision = self._validator.decide(token)
+        try:
+            decision = self._validator.decide(token)
+        except KeysUnavailable as error:
+            # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         path, _, query = http.path.partition("?")
         if self._shape_claim and shape.is_shape_path(path, self._shape_path):
             decision = shape.authorize(decision, self._shape_claim, lambda: shape.from_query(query))
@@ -72,7 +76,7 @@ class EnvoyAuthorization:
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""
-        reason = f"REASON_{decision.reason.name}"
+        reason = decision.reason.wire
         description = _NOT_DESCRIPTION_TEXT.sub("'", decision.message)
         if decision.reason is Reason.SHAPE_MISMATCH:
             # RFC 6750 §3.1: a good token that does not cover the request is 403, not 401.

@@ -1,13 +1,16 @@
-"""Turns configured key material into ready key objects, once, at start-up.
+"""Turns configured key material into ready `Verifier` and `Signer` objects, once, at start-up.
 
 Every check that a key fits its algorithm happens here, so that the request path never parses a
 PEM or meets a key of the wrong kind. Problems are raised as `KeyProblem` with a sentence that the
-config loader prefixes with the variable's name.
+config loader prefixes with the variable's name. python-jose's cryptography backend does the
+signing and verifying; only this module knows it.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -58,17 +61,46 @@ def hs_secret(value: str) -> bytes:
         raise KeyProblem("the value after 'base64:' is not valid standard base64") from None
 
 
-def verify_key(alg: str, material: str) -> Key:
-    """Builds the key that checks signatures for `alg` from AUTH_JWT_KEY's value."""
+class JoseVerifier:
+    """A `sidecar.crypto.Verifier` over one python-jose key, for its one algorithm."""
+
+    def __init__(self, alg: str, key: Key) -> None:
+        self.algorithms = frozenset((alg,))
+        self.alg = alg
+        self.key = key
+
+    def verify(self, header: Mapping[str, Any], signing_input: bytes, signature: bytes) -> bool:
+        return bool(self.key.verify(signing_input, signature))
+
+
+class JoseSigner:
+    """A `sidecar.crypto.Signer` over one python-jose key."""
+
+    def __init__(self, alg: str, key: Key, kid: str | None = None) -> None:
+        self.alg = alg
+        self.kid = kid
+        self.key = key
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return bytes(self.key.sign(signing_input))
+
+
+def verifier(alg: str, material: str) -> JoseVerifier:
+    """Builds what checks signatures for `alg` from AUTH_JWT_KEY's value."""
     if alg in HS_ALGS:
-        return _hmac_key(alg, material)
+        return JoseVerifier(alg, _hmac_key(alg, material))
     public = _load_public(alg, material)
     _check_fits(alg, public)
-    return _asymmetric(alg, public)
+    return JoseVerifier(alg, _asymmetric(alg, public))
 
 
-def signing_key(alg: str, material: str, verifier: Key) -> Key:
-    """Builds Mint's private key for an RS or ES `alg` and checks it pairs with `verifier`."""
+def hs_signer(verifier: JoseVerifier) -> JoseSigner:
+    """HS algorithms sign with the shared secret that verifies."""
+    return JoseSigner(verifier.alg, verifier.key)
+
+
+def signer(alg: str, material: str, verifier: JoseVerifier) -> JoseSigner:
+    """Builds Mint's signer for an RS or ES `alg` and checks it pairs with `verifier`."""
     try:
         private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
     except (ValueError, TypeError):
@@ -76,10 +108,10 @@ def signing_key(alg: str, material: str, verifier: Key) -> Key:
     if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise KeyProblem(_not_valid(alg, "private"))
     _check_fits(alg, private.public_key())
-    signer = _asymmetric(alg, private)
-    if signer.public_key().to_pem() != verifier.public_key().to_pem():
+    key = _asymmetric(alg, private)
+    if key.public_key().to_pem() != verifier.key.public_key().to_pem():
         raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
-    return signer
+    return JoseSigner(alg, key)
 
 
 def _hmac_key(alg: str, material: str) -> Key:

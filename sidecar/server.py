@@ -15,12 +15,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sidecar import __version__, envoy, service
-from sidecar.config import INSECURE, Config
+from sidecar.config import Config, build_minter, build_validator
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
-from sidecar.minter import Minter
+from sidecar.policy import Mode
 from sidecar.service import AuthService
-from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
@@ -47,8 +46,8 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    validator = Validator(config)
-    auth = AuthService(validator, Minter(config), config.shape_claim)
+    validator = build_validator(config)
+    auth = AuthService(validator, build_minter(config), config.shape_claim)
     check = EnvoyAuthorization(validator, config.envoy, config.shape_claim)
     server, address, health_servicer = await start(config, auth, check)
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
@@ -60,7 +59,7 @@ async def serve(config: Config) -> int:
             raise BindError(
                 f"SIDECAR_READY_FILE: cannot write {config.ready_file}: {error.strerror}"
             ) from None
-    if config.mode == INSECURE:
+    if config.mode is Mode.INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     log.info("draining for up to %ss", config.grace_seconds)

@@ -8,10 +8,11 @@ from typing import Any
 
 import grpc
 
-from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.structs import from_struct
 from sidecar import rpc, shape
 from sidecar.errors import (
+    KeysUnavailable,
     MintDisabled,
     MintError,
     MintInvalidArgument,
@@ -53,7 +54,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         self.calls += 1
-        decision = self._validator.decide(request.token)
+        try:
+            decision = self._validator.decide(request.token)
+        except KeysUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._shape_claim and request.HasField("shape"):
             s = request.shape
             decision = shape.authorize(
@@ -101,7 +105,7 @@ def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
     """Maps a core `Decision` to the wire message; values are equal, reason by reason."""
     if not decision.valid:
         return auth_pb2.ValidateResponse(
-            reason=decision.reason.value,  # type: ignore[arg-type]
+            reason=auth_pb2.Reason.ValueType(decision.reason),
             message=decision.message,
         )
     response = auth_pb2.ValidateResponse(valid=True, user_id=decision.user_id)

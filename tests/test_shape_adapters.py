@@ -20,7 +20,6 @@ from sidecar import config
 from sidecar.config import Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import ConfigError
-from sidecar.validator import Validator
 
 NOW = 1_900_000_000
 SHAPE = {"table": "items", "where": "owner = $1", "columns": ["id", "title"], "params": ["alice"]}
@@ -148,7 +147,7 @@ def clock() -> float:
 
 
 def check_for(cfg: Config) -> EnvoyAuthorization:
-    return EnvoyAuthorization(Validator(cfg, clock), cfg.envoy, cfg.shape_claim)
+    return EnvoyAuthorization(config.build_validator(cfg, clock), cfg.envoy, cfg.shape_claim)
 
 
 async def check(

@@ -10,8 +10,8 @@ from support import running
 
 from authsidecar import SHAPE_CLAIM, AsyncAuthClient, AuthClient
 from authsidecar.client import _mint_request
-from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.structs import from_struct
 
 SHAPE = {"table": "items", "where": "owner = $1", "columns": ["id", "title"], "params": ["alice"]}
 
