@@ -106,6 +106,9 @@ TOKEN_FLAGS = [
     "--max-token-bytes",
 ]
 MINT_FLAGS = [*TOKEN_FLAGS, "--jwt-signing-key", "--jwt-signing-key-file", "--mint-max-ttl-seconds"]
+MINT_FLAGS += ["--shape-claim"]  # the claim that the --shape-* flags write
+SHAPE_FLAGS = ["--shape-table", "--shape-namespace", "--shape-where", "--shape-columns"]
+SHAPE_FLAGS += ["--shape-param"]
 VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
 
 
@@ -113,7 +116,7 @@ VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
     ("command", "expected", "flags"),
     [
         ("serve", [], SETTING_FLAGS),
-        ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS]),
+        ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS, *SHAPE_FLAGS]),
         ("validate", ["TOKEN", "stdin"], VALIDATE_FLAGS),
         ("health", [], ["--target", "--service", "--timeout"]),
     ],
