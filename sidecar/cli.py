@@ -19,6 +19,7 @@ EXIT_INVALID = 1
 EXIT_CONFIG = 2
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+SHAPE_CLAIM = "shape"  # the claim `mint --shape-*` writes when SIDECAR_SHAPE_CLAIM is unset
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,9 +55,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _mint(args: argparse.Namespace) -> int:
     """Signs with the local configuration: whoever holds the key needs no mint secret."""
-    minter = config.build_minter(_config(args))
+    cfg = _config(args)
+    minter = config.build_minter(cfg)
+    claims = dict(args.claim)
+    others = (args.shape_namespace, args.shape_where, args.shape_columns, args.shape_param or None)
+    if args.shape_table is None and any(value is not None for value in others):
+        print("mint: the --shape-* flags need --shape-table", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.shape_table is not None:
+        claims[cfg.shape_claim or SHAPE_CLAIM] = _shape(args)
     try:
-        minted = minter.mint(args.user_id, dict(args.claim), args.ttl)
+        minted = minter.mint(args.user_id, claims, args.ttl)
     except MintError as error:
         print(f"mint: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -120,6 +129,17 @@ def _dest(setting: config.Setting) -> str:
     return setting.flag.removeprefix("--").replace("-", "_")
 
 
+def _shape(args: argparse.Namespace) -> dict[str, Any]:
+    """Electric's gatekeeper claim from the `--shape-*` flags; only the flags given are set."""
+    shape: dict[str, Any] = {"table": args.shape_table}
+    for key in ("namespace", "where", "columns"):
+        if getattr(args, f"shape_{key}") is not None:
+            shape[key] = getattr(args, f"shape_{key}")
+    if args.shape_param:
+        shape["params"] = args.shape_param
+    return shape
+
+
 def _claim(text: str) -> tuple[str, Any]:
     """`k=v`; v is read as JSON when it parses (`n=3`, `admin=true`), else as a string."""
     key, sep, raw = text.partition("=")
@@ -171,6 +191,22 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl",
         type=_ttl,
         help="lifetime such as 90s, 15m, 1h, 2d (secure default 15m; insecure default: no exp)",
+    )
+    shape = mint.add_argument_group(
+        "shape", "Electric's gatekeeper claim (written as SIDECAR_SHAPE_CLAIM, or `shape`)"
+    )
+    shape.add_argument("--shape-table", metavar="TABLE", help="the table; enables the claim")
+    shape.add_argument("--shape-namespace", metavar="SCHEMA", help="the table's namespace")
+    shape.add_argument("--shape-where", metavar="SQL", help="the where clause, byte for byte")
+    shape.add_argument(
+        "--shape-columns", metavar="COLS", help='columns, as Electric takes them: id,"Title"'
+    )
+    shape.add_argument(
+        "--shape-param",
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="the where clause's next positional parameter, $1 first (repeatable)",
     )
     mint.set_defaults(run=_mint)
 

@@ -149,6 +149,12 @@ def _log_format(raw: str) -> str:
     return fmt
 
 
+def _path(raw: str) -> str:
+    if not raw.startswith("/") or "?" in raw or "#" in raw:
+        raise Invalid(f'must be a path such as /v1/shape, not "{raw}"')
+    return raw
+
+
 def _mint_secret(raw: str) -> bytes:
     secret = raw.encode()
     if len(secret) < MINT_SECRET_MIN_BYTES:
@@ -451,6 +457,21 @@ SETTINGS: tuple[Setting, ...] = (
         "envoy.allow_preflight",
         commands=_SERVE,
     ),
+    Setting(
+        "SIDECAR_SHAPE_CLAIM",
+        "the claim naming the one Electric shape a token may sync",
+        _text,
+        field="shape_claim",
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_SHAPE_PATH",
+        "Envoy: the path of Electric's shape API",
+        _path,
+        "/v1/shape",
+        "envoy.shape_path",
+        commands=_SERVE,
+    ),
 )
 
 # Settings that only secure mode uses; Electric refuses them in insecure mode.
@@ -475,6 +496,7 @@ class EnvoyConfig:
     strip_token: bool
     realm: str
     allow_preflight: bool
+    shape_path: str
 
 
 @dataclass(frozen=True)
@@ -504,6 +526,7 @@ class Config:
     decision_log: bool
     http_listen: str | None
     tls: TlsFiles | None
+    shape_claim: str | None
     envoy: EnvoyConfig
     verifier: Verifier | None = field(repr=False)
     signer: Signer | None = field(repr=False)

@@ -20,10 +20,10 @@ from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1.structs import to_struct
-from sidecar import jws, rpc
+from sidecar import jws, rpc, shape
 from sidecar.cache import Decider, Responses
 from sidecar.config import EnvoyConfig
-from sidecar.errors import KeysUnavailable
+from sidecar.errors import KeysUnavailable, Reason
 from sidecar.traffic import Traffic
 from sidecar.validator import Decision
 
@@ -37,11 +37,20 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Decider, settings: EnvoyConfig, memo_size: int = 0) -> None:
-        """`memo_size`: as for AuthService, responses to valid decisions kept for reuse."""
+    def __init__(
+        self,
+        validator: Decider,
+        settings: EnvoyConfig,
+        memo_size: int = 0,
+        shape_claim: str | None = None,
+    ) -> None:
+        """`memo_size`: as for AuthService, responses to valid decisions kept for reuse.
+        `shape_claim`: the claim that scopes requests to the shape path (None: off)."""
         self._validator = validator
         self._settings = settings
         self._responses = Responses(self.respond, memo_size)
+        self._shape_claim = shape_claim
+        self._shape_path = shape.path_matcher(settings.shape_path)
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
         self._preflight = _allowed(headers_to_remove=self._owned_headers, metadata={})
@@ -67,13 +76,32 @@ class EnvoyAuthorization:
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        if self._shape_claim:
+            path, _, query = http.path.partition("?")
+            if shape.is_shape_path(path, self._shape_path):
+                decision = shape.authorize(
+                    decision, self._shape_claim, lambda: shape.from_query(query)
+                )
         return self._responses.get(decision, source)
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""
         reason = decision.reason.wire
+        description = _NOT_DESCRIPTION_TEXT.sub("'", decision.message)
+        if decision.reason is Reason.SHAPE_MISMATCH:
+            # RFC 6750 §3.1: a good token that does not cover the request is 403, not 401.
+            return _denied(
+                status=http_status_pb2.Forbidden,
+                code=code_pb2.PERMISSION_DENIED,
+                www_authenticate=(
+                    f'Bearer realm="{self._settings.realm}", error="insufficient_scope", '
+                    f'error_description="{description}"'
+                ),
+                body={"error": "forbidden", "reason": reason, "message": decision.message},
+                message=decision.message,
+                metadata={"reason": reason},
+            )
         if not decision.valid:
-            description = _NOT_DESCRIPTION_TEXT.sub("'", decision.message)
             return _denied(
                 www_authenticate=(
                     f'Bearer realm="{self._settings.realm}", error="invalid_token", '
@@ -172,17 +200,23 @@ def _allowed(
 
 
 def _denied(
-    *, www_authenticate: str, body: Mapping[str, str], message: str, metadata: Mapping[str, str]
+    *,
+    www_authenticate: str,
+    body: Mapping[str, str],
+    message: str,
+    metadata: Mapping[str, str],
+    status: int = http_status_pb2.Unauthorized,
+    code: int = code_pb2.UNAUTHENTICATED,
 ) -> external_auth_pb2.CheckResponse:
     denied = external_auth_pb2.DeniedHttpResponse(
-        status=http_status_pb2.HttpStatus(code=http_status_pb2.Unauthorized),
+        status=http_status_pb2.HttpStatus(code=status),
         headers=_overwrite(
             (("www-authenticate", www_authenticate), ("content-type", "application/json"))
         ),
         body=json.dumps(body, ensure_ascii=False),
     )
     return external_auth_pb2.CheckResponse(
-        status=status_pb2.Status(code=code_pb2.UNAUTHENTICATED, message=message),
+        status=status_pb2.Status(code=code, message=message),
         denied_response=denied,
         dynamic_metadata=to_struct(metadata),
     )

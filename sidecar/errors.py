@@ -74,6 +74,13 @@ class InvalidUserId(TokenError):
     message = "Missing or invalid 'user_id'"
 
 
+class ShapeMismatch(TokenError):
+    """A valid token whose shape claim does not allow the shape that was requested."""
+
+    reason = Reason.SHAPE_MISMATCH
+    message = "Shape mismatch"
+
+
 class KeysUnavailable(SidecarError):
     """No verification keys are loaded yet: no decision is possible, so adapters answer
     UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""

@@ -50,18 +50,35 @@ async def serve(config: Config, worker: bool = False) -> int:
         # The supervisor holds the other end of stdin: end of file means that it died.
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     observe = Observability(config)
-    validator = cache.caching(
-        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
-    )
-    auth = AuthService(
-        observe.decider(validator, "Validate"), build_minter(config), config.cache_size
-    )
-    check = EnvoyAuthorization(observe.decider(validator, "Check"), config.envoy, config.cache_size)
+    auth, check = assemble(config, observe)
     observe.open()
     try:
         return await _serve(config, auth, check, observe, stopping, worker)
     finally:
         observe.close()
+
+
+def assemble(
+    config: Config, observe: Observability | None = None
+) -> tuple[AuthService, EnvoyAuthorization]:
+    """Both adapters over one validator (cached as configured), observed when `observe` says.
+
+    The one place the services are built: `serve` and the in-process test server share it.
+    """
+    validator = cache.caching(
+        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+    )
+
+    def decider(rpc: str) -> cache.Decider:
+        return observe.decider(validator, rpc) if observe else validator
+
+    auth = AuthService(
+        decider("Validate"), build_minter(config), config.cache_size, config.shape_claim
+    )
+    check = EnvoyAuthorization(
+        decider("Check"), config.envoy, config.cache_size, config.shape_claim
+    )
+    return auth, check
 
 
 async def _serve(

@@ -10,7 +10,7 @@ import grpc
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from authsidecar.v1.structs import from_struct
-from sidecar import rpc
+from sidecar import rpc, shape
 from sidecar.cache import Decider, Responses
 from sidecar.errors import (
     KeysUnavailable,
@@ -41,12 +41,20 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Decider, minter: Minter, memo_size: int = 0) -> None:
+    def __init__(
+        self,
+        validator: Decider,
+        minter: Minter,
+        memo_size: int = 0,
+        shape_claim: str | None = None,
+    ) -> None:
         """`memo_size`: how many responses to valid decisions to keep for reuse (see
-        cache.Responses); worth it only behind a cache, which returns the same decision again."""
+        cache.Responses); worth it only behind a cache, which returns the same decision again.
+        `shape_claim`: the claim a request's `shape` is matched against (None: off)."""
         self._validator = validator
         self._minter = minter
         self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
+        self._shape_claim = shape_claim
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
@@ -57,6 +65,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             decision = self._validator.decide(request.token)
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        if self._shape_claim and request.HasField("shape"):
+            s = request.shape
+            decision = shape.authorize(
+                decision,
+                self._shape_claim,
+                lambda: shape.from_request(s.table, s.where, s.columns, s.params),
+            )
         if self._debug:
             log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
         return self._responses.get(decision)

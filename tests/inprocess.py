@@ -16,22 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 
-from sidecar import cache, server
-from sidecar.config import Config, build_minter, build_validator
-from sidecar.envoy import EnvoyAuthorization
-from sidecar.service import AuthService
-
-
-def assemble(config: Config) -> tuple[AuthService, EnvoyAuthorization]:
-    """The services for `config`, built as `sidecar.server.serve` builds them.
-
-    The one place tests construct them: when the constructors change, only this changes.
-    """
-    validator = cache.caching(
-        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
-    )
-    auth = AuthService(validator, build_minter(config), config.cache_size)
-    return auth, EnvoyAuthorization(validator, config.envoy, config.cache_size)
+from sidecar import server
+from sidecar.config import Config
 
 
 @asynccontextmanager
@@ -40,7 +26,7 @@ async def serving(config: Config, listen: str = "127.0.0.1:0") -> AsyncIterator[
 
     Callers in the same loop must use grpc.aio: a blocking call would stall the server.
     """
-    auth, check = assemble(config)
+    auth, check = server.assemble(config)
     grpc_server, address, _ = await server.start(replace(config, listen=listen), auth, check)
     try:
         yield address

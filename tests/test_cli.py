@@ -105,6 +105,9 @@ TOKEN_FLAGS = [
     "--max-token-bytes",
 ]
 MINT_FLAGS = [*TOKEN_FLAGS, "--jwt-signing-key", "--jwt-signing-key-file", "--mint-max-ttl-seconds"]
+MINT_FLAGS += ["--shape-claim"]  # the claim that the --shape-* flags write
+SHAPE_FLAGS = ["--shape-table", "--shape-namespace", "--shape-where", "--shape-columns"]
+SHAPE_FLAGS += ["--shape-param"]
 VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
 
 
@@ -112,7 +115,7 @@ VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
     ("command", "expected", "flags"),
     [
         ("serve", [], SETTING_FLAGS),
-        ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS]),
+        ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS, *SHAPE_FLAGS]),
         ("validate", ["TOKEN", "stdin"], VALIDATE_FLAGS),
         (
             "health",
@@ -488,3 +491,38 @@ def test_health_while_draining_fails(sidecar_factory: StartSidecar) -> None:
     assert result.returncode == 1
     assert "NOT_SERVING" in result.stdout or "UNAVAILABLE" in result.stderr
     assert sidecar.wait() == 0
+
+
+# -- mint --shape-* ------------------------------------------------------------------------------
+
+
+def test_mint_writes_the_shape_claim_from_the_shape_flags() -> None:
+    minted = cli(
+        "mint", "alice", "--shape-table", "items", "--shape-namespace", "app",
+        "--shape-where", "owner = $1 and state = $2", "--shape-columns", 'id,"Title"',
+        "--shape-param", "alice", "--shape-param", "open", env=INSECURE,
+    )  # fmt: skip
+    assert minted.returncode == 0, minted.stderr
+    assert payload(minted.stdout.strip())["shape"] == {
+        "table": "items",
+        "namespace": "app",
+        "where": "owner = $1 and state = $2",
+        "columns": 'id,"Title"',
+        "params": ["alice", "open"],
+    }
+
+
+def test_mint_writes_the_shape_under_the_configured_claim_and_only_given_fields() -> None:
+    env = {**INSECURE, "SIDECAR_SHAPE_CLAIM": "https://app.example/shape"}
+    minted = cli("mint", "bob", "--shape-table", "items", env=env)
+    assert minted.returncode == 0, minted.stderr
+    claims = payload(minted.stdout.strip())
+    assert claims["https://app.example/shape"] == {"table": "items"}
+    assert "shape" not in claims
+    assert "shape" not in payload(cli("mint", "bob", env=INSECURE).stdout.strip())
+
+
+def test_shape_flags_without_a_table_are_refused() -> None:
+    minted = cli("mint", "bob", "--shape-where", "true", env=INSECURE)
+    assert (minted.returncode, minted.stdout) == (2, "")
+    assert minted.stderr == "mint: the --shape-* flags need --shape-table\n"

@@ -223,6 +223,7 @@ def test_reason_values_are_the_documented_ones() -> None:
         ("MISSING_CLAIM", 6),
         ("INVALID_CLAIM", 7),
         ("INVALID_USER_ID", 8),
+        ("SHAPE_MISMATCH", 9),
     ]
 
 

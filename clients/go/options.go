@@ -210,3 +210,23 @@ func WithMintSecret(secret string) MintOption {
 		m.secret = secret
 	}
 }
+
+// ShapeClaim is the claim WithShape writes. A sidecar with SIDECAR_SHAPE_CLAIM=shape reads it.
+const ShapeClaim = "shape"
+
+// Shape is Electric's gatekeeper claim: the one shape (GET /v1/shape) a token may sync. The
+// sidecar compares it with the shape requested: Table (qualified as Namespace.Table when
+// Namespace is set) and Where byte for byte, Columns (names as in the table, unquoted) as a set,
+// and Params as the where clause's $1, $2, ... in order.
+type Shape struct {
+	Table     string   `json:"table"`
+	Namespace string   `json:"namespace,omitempty"`
+	Where     string   `json:"where,omitempty"`
+	Columns   []string `json:"columns,omitempty"`
+	Params    []string `json:"params,omitempty"`
+}
+
+// WithShape adds the claim ShapeClaim holding shape, as Electric's gatekeeper pattern mints it.
+func WithShape(shape Shape) MintOption {
+	return WithClaims(map[string]any{ShapeClaim: shape})
+}

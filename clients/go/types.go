@@ -43,6 +43,9 @@ const (
 	// ReasonInvalidUserID: neither `sub` nor `user_id` is a non-blank string.
 	// Message: `Missing or invalid 'user_id'`.
 	ReasonInvalidUserID = Reason(authsidecarv1.Reason_REASON_INVALID_USER_ID)
+	// ReasonShapeMismatch: a shape was requested and the token's shape claim does not allow it.
+	// Message: says which field differs, or why the claim or request cannot be read.
+	ReasonShapeMismatch = Reason(authsidecarv1.Reason_REASON_SHAPE_MISMATCH)
 )
 
 const unknownReasonPrefix = "REASON_UNKNOWN_"

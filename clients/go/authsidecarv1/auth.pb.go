@@ -59,6 +59,13 @@ const (
 	// Neither `sub` nor `user_id` (under the namespace, when one is configured) is a non-blank
 	// string. Message: `Missing or invalid 'user_id'`.
 	Reason_REASON_INVALID_USER_ID Reason = 8
+	// The token is otherwise valid, but a shape was requested (ValidateRequest.shape, or an Envoy
+	// request to SIDECAR_SHAPE_PATH) with SIDECAR_SHAPE_CLAIM set, and the token's shape claim does
+	// not allow it: the claim is absent or unreadable, a field differs, or the request itself is
+	// unreadable (a repeated shaping parameter, say). Message: says which, as in
+	// `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
+	// value existed see an unknown reason on a refusal, which they treat as any other refusal.
+	Reason_REASON_SHAPE_MISMATCH Reason = 9
 )
 
 // Enum value maps for Reason.
@@ -73,6 +80,7 @@ var (
 		6: "REASON_MISSING_CLAIM",
 		7: "REASON_INVALID_CLAIM",
 		8: "REASON_INVALID_USER_ID",
+		9: "REASON_SHAPE_MISMATCH",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":        0,
@@ -84,6 +92,7 @@ var (
 		"REASON_MISSING_CLAIM":      6,
 		"REASON_INVALID_CLAIM":      7,
 		"REASON_INVALID_USER_ID":    8,
+		"REASON_SHAPE_MISMATCH":     9,
 	}
 )
 
@@ -119,7 +128,12 @@ type ValidateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The JWT in compact form, without any `Bearer ` prefix. An empty token is refused as
 	// REASON_MALFORMED.
-	Token         string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// The Electric shape the token's bearer asks to sync. When set, and SIDECAR_SHAPE_CLAIM names a
+	// claim, a valid token is only accepted if that claim allows exactly this shape; otherwise it
+	// is refused as REASON_SHAPE_MISMATCH. Ignored when SIDECAR_SHAPE_CLAIM is unset. Default:
+	// unset, and the token is decided on alone.
+	Shape         *ShapeRequest `protobuf:"bytes,2,opt,name=shape,proto3" json:"shape,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,6 +175,93 @@ func (x *ValidateRequest) GetToken() string {
 	return ""
 }
 
+func (x *ValidateRequest) GetShape() *ShapeRequest {
+	if x != nil {
+		return x.Shape
+	}
+	return nil
+}
+
+// ShapeRequest is an Electric shape definition, as `GET /v1/shape` carries it in its query string,
+// already decoded. Electric's protocol parameters (offset, handle, live, cursor, ...) do not shape
+// the data and have no field here.
+type ShapeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The table: its name, or `namespace.table`. Compared byte for byte with the claim's `table`,
+	// prefixed with the claim's `namespace` and a dot when it has one. Required: an empty table is
+	// refused as REASON_SHAPE_MISMATCH.
+	Table string `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	// The where clause, exactly as sent. Compared byte for byte with the claim's `where`. Default:
+	// empty, meaning no where clause (every row); blank counts as empty, as in Electric.
+	Where string `protobuf:"bytes,2,opt,name=where,proto3" json:"where,omitempty"`
+	// The column names, unquoted and exactly as in the table (`Title`, not `"Title"`), in any order.
+	// Compared as a set with the claim's `columns`. Default: empty, meaning every column.
+	Columns []string `protobuf:"bytes,3,rep,name=columns,proto3" json:"columns,omitempty"`
+	// The where clause's positional parameters: `params[0]` is `$1`. Compared with the claim's
+	// `params`. Default: empty, meaning none.
+	Params        []string `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShapeRequest) Reset() {
+	*x = ShapeRequest{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShapeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShapeRequest) ProtoMessage() {}
+
+func (x *ShapeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShapeRequest.ProtoReflect.Descriptor instead.
+func (*ShapeRequest) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ShapeRequest) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *ShapeRequest) GetWhere() string {
+	if x != nil {
+		return x.Where
+	}
+	return ""
+}
+
+func (x *ShapeRequest) GetColumns() []string {
+	if x != nil {
+		return x.Columns
+	}
+	return nil
+}
+
+func (x *ShapeRequest) GetParams() []string {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
 // ValidateResponse is the decision on one token.
 type ValidateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -185,7 +286,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +298,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +311,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{1}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ValidateResponse) GetValid() bool {
@@ -275,7 +376,7 @@ type MintRequest struct {
 
 func (x *MintRequest) Reset() {
 	*x = MintRequest{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +388,7 @@ func (x *MintRequest) String() string {
 func (*MintRequest) ProtoMessage() {}
 
 func (x *MintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +401,7 @@ func (x *MintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintRequest.ProtoReflect.Descriptor instead.
 func (*MintRequest) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{2}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *MintRequest) GetUserId() string {
@@ -337,7 +438,7 @@ type MintResponse struct {
 
 func (x *MintResponse) Reset() {
 	*x = MintResponse{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +450,7 @@ func (x *MintResponse) String() string {
 func (*MintResponse) ProtoMessage() {}
 
 func (x *MintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +463,7 @@ func (x *MintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintResponse.ProtoReflect.Descriptor instead.
 func (*MintResponse) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{3}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MintResponse) GetToken() string {
@@ -383,9 +484,15 @@ var File_authsidecar_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x19authsidecar/v1/auth.proto\x12\x0eauthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"'\n" +
+	"\x19authsidecar/v1/auth.proto\x12\x0eauthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
 	"\x0fValidateRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xf7\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x122\n" +
+	"\x05shape\x18\x02 \x01(\v2\x1c.authsidecar.v1.ShapeRequestR\x05shape\"l\n" +
+	"\fShapeRequest\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
+	"\x05where\x18\x02 \x01(\tR\x05where\x12\x18\n" +
+	"\acolumns\x18\x03 \x03(\tR\acolumns\x12\x16\n" +
+	"\x06params\x18\x04 \x03(\tR\x06params\"\xf7\x01\n" +
 	"\x10ValidateResponse\x12\x14\n" +
 	"\x05valid\x18\x01 \x01(\bR\x05valid\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12/\n" +
@@ -401,7 +508,7 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\fMintResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xed\x01\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\x88\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10REASON_MALFORMED\x10\x01\x12\x1d\n" +
@@ -411,7 +518,8 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\x14REASON_NOT_YET_VALID\x10\x05\x12\x18\n" +
 	"\x14REASON_MISSING_CLAIM\x10\x06\x12\x18\n" +
 	"\x14REASON_INVALID_CLAIM\x10\a\x12\x1a\n" +
-	"\x16REASON_INVALID_USER_ID\x10\b2\x9f\x01\n" +
+	"\x16REASON_INVALID_USER_ID\x10\b\x12\x19\n" +
+	"\x15REASON_SHAPE_MISMATCH\x10\t2\x9f\x01\n" +
 	"\vAuthService\x12M\n" +
 	"\bValidate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12A\n" +
 	"\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3"
@@ -429,33 +537,35 @@ func file_authsidecar_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsidecar_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_authsidecar_v1_auth_proto_goTypes = []any{
 	(Reason)(0),                   // 0: authsidecar.v1.Reason
 	(*ValidateRequest)(nil),       // 1: authsidecar.v1.ValidateRequest
-	(*ValidateResponse)(nil),      // 2: authsidecar.v1.ValidateResponse
-	(*MintRequest)(nil),           // 3: authsidecar.v1.MintRequest
-	(*MintResponse)(nil),          // 4: authsidecar.v1.MintResponse
-	(*structpb.Struct)(nil),       // 5: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(*ShapeRequest)(nil),          // 2: authsidecar.v1.ShapeRequest
+	(*ValidateResponse)(nil),      // 3: authsidecar.v1.ValidateResponse
+	(*MintRequest)(nil),           // 4: authsidecar.v1.MintRequest
+	(*MintResponse)(nil),          // 5: authsidecar.v1.MintResponse
+	(*structpb.Struct)(nil),       // 6: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_authsidecar_v1_auth_proto_depIdxs = []int32{
-	5, // 0: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
-	0, // 1: authsidecar.v1.ValidateResponse.reason:type_name -> authsidecar.v1.Reason
-	6, // 2: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	5, // 3: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
-	7, // 4: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
-	6, // 5: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1, // 6: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
-	3, // 7: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
-	2, // 8: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
-	4, // 9: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	2, // 0: authsidecar.v1.ValidateRequest.shape:type_name -> authsidecar.v1.ShapeRequest
+	6, // 1: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
+	0, // 2: authsidecar.v1.ValidateResponse.reason:type_name -> authsidecar.v1.Reason
+	7, // 3: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6, // 4: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
+	8, // 5: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
+	7, // 6: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1, // 7: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
+	4, // 8: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
+	3, // 9: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
+	5, // 10: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
+	9, // [9:11] is the sub-list for method output_type
+	7, // [7:9] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_authsidecar_v1_auth_proto_init() }
@@ -469,7 +579,7 @@ func file_authsidecar_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsidecar_v1_auth_proto_rawDesc), len(file_authsidecar_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

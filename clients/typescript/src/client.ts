@@ -66,6 +66,23 @@ export interface ValidateOptions {
   timeoutMs?: number;
 }
 
+/** The claim that {@link MintOptions.shape} writes; SIDECAR_SHAPE_CLAIM=shape reads it. */
+export const SHAPE_CLAIM = "shape";
+
+/**
+ * Electric's gatekeeper claim: the one shape (`GET /v1/shape`) a token may sync. The sidecar
+ * compares it with the shape requested: `table` (as `namespace.table` when `namespace` is set) and
+ * `where` byte for byte, `columns` (names as in the table, unquoted, as `ShapeStream` takes them,
+ * or Electric's comma-separated string) as a set, and `params` (the where clause's $1, $2, ...).
+ */
+export interface Shape {
+  table: string;
+  namespace?: string;
+  where?: string;
+  columns?: string[] | string;
+  params?: string[] | Record<`${number}`, string>;
+}
+
 /** Options of one {@link AuthClient.mint} call. */
 export interface MintOptions {
   /**
@@ -75,6 +92,8 @@ export interface MintOptions {
    * doubles. Default: none.
    */
   claims?: Record<string, unknown>;
+  /** The shape the token may sync, written as the claim {@link SHAPE_CLAIM}. Default: none. */
+  shape?: Shape;
   /**
    * How long the token is valid, in seconds: at least 1 and at most the sidecar's
    * SIDECAR_MINT_MAX_TTL_SECONDS (default 24 hours), else INVALID_ARGUMENT. The sidecar drops any
@@ -205,9 +224,12 @@ export class AuthClient {
         request.ttl = toDuration(options.ttlSeconds);
       }
       // Encoded here, not by the generated code, which would drop a claim named `__proto__`.
+      const given = options.shape
+        ? { ...options.claims, [SHAPE_CLAIM]: options.shape }
+        : options.claims;
       const claims =
-        options.claims && Object.keys(options.claims).length > 0
-          ? claimsField(MINT_REQUEST_CLAIMS, options.claims)
+        given && Object.keys(given).length > 0
+          ? claimsField(MINT_REQUEST_CLAIMS, given)
           : new Uint8Array();
       const metadata = new grpc.Metadata();
       if (options.mintSecret) {

@@ -21,12 +21,14 @@ export {
   MAX_RETRY_ATTEMPTS,
   MAX_RETRY_BACKOFF_MS,
   MIN_RETRY_BACKOFF_MS,
+  SHAPE_CLAIM,
   isServiceError,
   retryServiceConfig,
   type AuthClientOptions,
   type Decision,
   type MintOptions,
   type Minted,
+  type Shape,
   type ValidateOptions,
 } from "./client";
 export { Reason, reasonFromNumber } from "./reason";

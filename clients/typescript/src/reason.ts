@@ -49,6 +49,11 @@ export const Reason = {
    * Message: `Missing or invalid 'user_id'`.
    */
   INVALID_USER_ID: "REASON_INVALID_USER_ID",
+  /**
+   * A shape was requested and the token's shape claim does not allow it. Message: says which field
+   * differs, or why the claim or the request cannot be read.
+   */
+  SHAPE_MISMATCH: "REASON_SHAPE_MISMATCH",
 } as const;
 
 /** A reason name from the proto, or `REASON_UNKNOWN_<n>` for a value newer than this client. */
@@ -65,6 +70,7 @@ const BY_NUMBER: readonly Reason[] = [
   Reason.MISSING_CLAIM,
   Reason.INVALID_CLAIM,
   Reason.INVALID_USER_ID,
+  Reason.SHAPE_MISMATCH,
 ];
 
 /** The `Reason` for a wire value of the proto enum; unknown values are kept, not refused. */

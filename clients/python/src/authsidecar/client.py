@@ -23,6 +23,8 @@ from authsidecar.v1.structs import from_struct, to_struct
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take before it fails with DEADLINE_EXCEEDED."""
+SHAPE_CLAIM = "shape"
+"""The claim that `mint(..., shape=...)` writes; SIDECAR_SHAPE_CLAIM=shape reads it."""
 
 DEFAULT_RETRY_ATTEMPTS = 3
 """How many times, in all, a call is tried while it fails with UNAVAILABLE (1: no retries)."""
@@ -104,10 +106,11 @@ class AuthClient:
         ttl: float | timedelta | None = None,
         mint_secret: str | None = None,
         *,
+        shape: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Minted:
         response = self._stub.Mint(
-            _mint_request(user_id, claims, ttl),
+            _mint_request(user_id, claims, ttl, shape),
             metadata=_mint_metadata(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
@@ -163,10 +166,11 @@ class AsyncAuthClient:
         ttl: float | timedelta | None = None,
         mint_secret: str | None = None,
         *,
+        shape: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Minted:
         response = await self._stub.Mint(
-            _mint_request(user_id, claims, ttl),
+            _mint_request(user_id, claims, ttl, shape),
             metadata=_mint_metadata(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
@@ -251,9 +255,16 @@ def _minted(response: auth_pb2.MintResponse) -> Minted:
 
 
 def _mint_request(
-    user_id: str, claims: Mapping[str, Any] | None, ttl: float | timedelta | None
+    user_id: str,
+    claims: Mapping[str, Any] | None,
+    ttl: float | timedelta | None,
+    shape: Mapping[str, Any] | None = None,
 ) -> auth_pb2.MintRequest:
+    """`shape` is Electric's gatekeeper claim, `{table, namespace?, where?, columns?, params?}`:
+    the one shape the token may sync, written as the claim SHAPE_CLAIM."""
     request = auth_pb2.MintRequest(user_id=user_id)
+    if shape is not None:
+        claims = {**(claims or {}), SHAPE_CLAIM: dict(shape)}
     if claims:
         to_struct(claims, into=request.claims)
     if ttl is not None:

@@ -8,11 +8,13 @@ and which user it belongs to. Decisions follow ElectricSQL's auth rules, and the
 Electric's exact wording, so a token means the same here as it does in Electric.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -62,6 +64,14 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     """Neither `sub` nor `user_id` (under the namespace, when one is configured) is a non-blank
     string. Message: `Missing or invalid 'user_id'`.
     """
+    REASON_SHAPE_MISMATCH: _Reason.ValueType  # 9
+    """The token is otherwise valid, but a shape was requested (ValidateRequest.shape, or an Envoy
+    request to SIDECAR_SHAPE_PATH) with SIDECAR_SHAPE_CLAIM set, and the token's shape claim does
+    not allow it: the claim is absent or unreadable, a field differs, or the request itself is
+    unreadable (a repeated shaping parameter, say). Message: says which, as in
+    `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
+    value existed see an unknown reason on a refusal, which they treat as any other refusal.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason says why a token was refused. The values and their messages are stable API."""
@@ -97,6 +107,14 @@ REASON_INVALID_USER_ID: Reason.ValueType  # 8
 """Neither `sub` nor `user_id` (under the namespace, when one is configured) is a non-blank
 string. Message: `Missing or invalid 'user_id'`.
 """
+REASON_SHAPE_MISMATCH: Reason.ValueType  # 9
+"""The token is otherwise valid, but a shape was requested (ValidateRequest.shape, or an Envoy
+request to SIDECAR_SHAPE_PATH) with SIDECAR_SHAPE_CLAIM set, and the token's shape claim does
+not allow it: the claim is absent or unreadable, a field differs, or the request itself is
+unreadable (a repeated shaping parameter, say). Message: says which, as in
+`Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
+value existed see an unknown reason on a refusal, which they treat as any other refusal.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
@@ -106,22 +124,82 @@ class ValidateRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TOKEN_FIELD_NUMBER: _builtins.int
+    SHAPE_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The JWT in compact form, without any `Bearer ` prefix. An empty token is refused as
     REASON_MALFORMED.
     """
+    @_builtins.property
+    def shape(self) -> Global___ShapeRequest:
+        """The Electric shape the token's bearer asks to sync. When set, and SIDECAR_SHAPE_CLAIM names a
+        claim, a valid token is only accepted if that claim allows exactly this shape; otherwise it
+        is refused as REASON_SHAPE_MISMATCH. Ignored when SIDECAR_SHAPE_CLAIM is unset. Default:
+        unset, and the token is decided on alone.
+        """
+
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
+        shape: Global___ShapeRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["shape", b"shape"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shape", b"shape", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateRequest: _TypeAlias = ValidateRequest  # noqa: Y015
+
+@_typing.final
+class ShapeRequest(_message.Message):
+    """ShapeRequest is an Electric shape definition, as `GET /v1/shape` carries it in its query string,
+    already decoded. Electric's protocol parameters (offset, handle, live, cursor, ...) do not shape
+    the data and have no field here.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    table: _builtins.str
+    """The table: its name, or `namespace.table`. Compared byte for byte with the claim's `table`,
+    prefixed with the claim's `namespace` and a dot when it has one. Required: an empty table is
+    refused as REASON_SHAPE_MISMATCH.
+    """
+    where: _builtins.str
+    """The where clause, exactly as sent. Compared byte for byte with the claim's `where`. Default:
+    empty, meaning no where clause (every row); blank counts as empty, as in Electric.
+    """
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The column names, unquoted and exactly as in the table (`Title`, not `"Title"`), in any order.
+        Compared as a set with the claim's `columns`. Default: empty, meaning every column.
+        """
+
+    @_builtins.property
+    def params(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The where clause's positional parameters: `params[0]` is `$1`. Compared with the claim's
+        `params`. Default: empty, meaning none.
+        """
+
+    def __init__(
+        self,
+        *,
+        table: _builtins.str = ...,
+        where: _builtins.str = ...,
+        columns: _abc.Iterable[_builtins.str] | None = ...,
+        params: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "params", b"params", "table", b"table", "where", b"where"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShapeRequest: _TypeAlias = ShapeRequest  # noqa: Y015
 
 @_typing.final
 class ValidateResponse(_message.Message):

@@ -25,6 +25,7 @@ class Reason(enum.IntEnum):
     MISSING_CLAIM = auth_pb2.REASON_MISSING_CLAIM
     INVALID_CLAIM = auth_pb2.REASON_INVALID_CLAIM
     INVALID_USER_ID = auth_pb2.REASON_INVALID_USER_ID
+    SHAPE_MISMATCH = auth_pb2.REASON_SHAPE_MISMATCH
 
     @property
     def wire(self) -> str:

@@ -73,6 +73,15 @@ export enum Reason {
    * string. Message: `Missing or invalid 'user_id'`.
    */
   REASON_INVALID_USER_ID = 8,
+  /**
+   * REASON_SHAPE_MISMATCH - The token is otherwise valid, but a shape was requested (ValidateRequest.shape, or an Envoy
+   * request to SIDECAR_SHAPE_PATH) with SIDECAR_SHAPE_CLAIM set, and the token's shape claim does
+   * not allow it: the claim is absent or unreadable, a field differs, or the request itself is
+   * unreadable (a repeated shaping parameter, say). Message: says which, as in
+   * `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
+   * value existed see an unknown reason on a refusal, which they treat as any other refusal.
+   */
+  REASON_SHAPE_MISMATCH = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -105,6 +114,9 @@ export function reasonFromJSON(object: any): Reason {
     case 8:
     case "REASON_INVALID_USER_ID":
       return Reason.REASON_INVALID_USER_ID;
+    case 9:
+    case "REASON_SHAPE_MISMATCH":
+      return Reason.REASON_SHAPE_MISMATCH;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -132,6 +144,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_INVALID_CLAIM";
     case Reason.REASON_INVALID_USER_ID:
       return "REASON_INVALID_USER_ID";
+    case Reason.REASON_SHAPE_MISMATCH:
+      return "REASON_SHAPE_MISMATCH";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -145,6 +159,42 @@ export interface ValidateRequest {
    * REASON_MALFORMED.
    */
   token: string;
+  /**
+   * The Electric shape the token's bearer asks to sync. When set, and SIDECAR_SHAPE_CLAIM names a
+   * claim, a valid token is only accepted if that claim allows exactly this shape; otherwise it
+   * is refused as REASON_SHAPE_MISMATCH. Ignored when SIDECAR_SHAPE_CLAIM is unset. Default:
+   * unset, and the token is decided on alone.
+   */
+  shape?: ShapeRequest | undefined;
+}
+
+/**
+ * ShapeRequest is an Electric shape definition, as `GET /v1/shape` carries it in its query string,
+ * already decoded. Electric's protocol parameters (offset, handle, live, cursor, ...) do not shape
+ * the data and have no field here.
+ */
+export interface ShapeRequest {
+  /**
+   * The table: its name, or `namespace.table`. Compared byte for byte with the claim's `table`,
+   * prefixed with the claim's `namespace` and a dot when it has one. Required: an empty table is
+   * refused as REASON_SHAPE_MISMATCH.
+   */
+  table: string;
+  /**
+   * The where clause, exactly as sent. Compared byte for byte with the claim's `where`. Default:
+   * empty, meaning no where clause (every row); blank counts as empty, as in Electric.
+   */
+  where: string;
+  /**
+   * The column names, unquoted and exactly as in the table (`Title`, not `"Title"`), in any order.
+   * Compared as a set with the claim's `columns`. Default: empty, meaning every column.
+   */
+  columns: string[];
+  /**
+   * The where clause's positional parameters: `params[0]` is `$1`. Compared with the claim's
+   * `params`. Default: empty, meaning none.
+   */
+  params: string[];
 }
 
 /** ValidateResponse is the decision on one token. */
@@ -206,13 +256,16 @@ export interface MintResponse {
 }
 
 function createBaseValidateRequest(): ValidateRequest {
-  return { token: "" };
+  return { token: "", shape: undefined };
 }
 
 export const ValidateRequest: MessageFns<ValidateRequest> = {
   encode(message: ValidateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.token !== "") {
       writer.uint32(10).string(message.token);
+    }
+    if (message.shape !== undefined) {
+      ShapeRequest.encode(message.shape, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -238,6 +291,14 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
             message.token = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.shape = ShapeRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -251,13 +312,19 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
   },
 
   fromJSON(object: any): ValidateRequest {
-    return { token: isSet(object.token) ? globalThis.String(object.token) : "" };
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      shape: isSet(object.shape) ? ShapeRequest.fromJSON(object.shape) : undefined,
+    };
   },
 
   toJSON(message: ValidateRequest): unknown {
     const obj: any = {};
     if (message.token !== "") {
       obj.token = message.token;
+    }
+    if (message.shape !== undefined) {
+      obj.shape = ShapeRequest.toJSON(message.shape);
     }
     return obj;
   },
@@ -268,6 +335,126 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
   fromPartial<I extends Exact<DeepPartial<ValidateRequest>, I>>(object: I): ValidateRequest {
     const message = createBaseValidateRequest();
     message.token = object.token ?? "";
+    message.shape = (object.shape !== undefined && object.shape !== null)
+      ? ShapeRequest.fromPartial(object.shape)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShapeRequest(): ShapeRequest {
+  return { table: "", where: "", columns: [], params: [] };
+}
+
+export const ShapeRequest: MessageFns<ShapeRequest> = {
+  encode(message: ShapeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.table !== "") {
+      writer.uint32(10).string(message.table);
+    }
+    if (message.where !== "") {
+      writer.uint32(18).string(message.where);
+    }
+    for (const v of message.columns) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.params) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShapeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShapeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.table = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.where = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.columns.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.params.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShapeRequest {
+    return {
+      table: isSet(object.table) ? globalThis.String(object.table) : "",
+      where: isSet(object.where) ? globalThis.String(object.where) : "",
+      columns: globalThis.Array.isArray(object?.columns) ? object.columns.map((e: any) => globalThis.String(e)) : [],
+      params: globalThis.Array.isArray(object?.params) ? object.params.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: ShapeRequest): unknown {
+    const obj: any = {};
+    if (message.table !== "") {
+      obj.table = message.table;
+    }
+    if (message.where !== "") {
+      obj.where = message.where;
+    }
+    if (message.columns?.length) {
+      obj.columns = message.columns;
+    }
+    if (message.params?.length) {
+      obj.params = message.params;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShapeRequest>, I>>(base?: I): ShapeRequest {
+    return ShapeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShapeRequest>, I>>(object: I): ShapeRequest {
+    const message = createBaseShapeRequest();
+    message.table = object.table ?? "";
+    message.where = object.where ?? "";
+    message.columns = object.columns?.map((e) => e) || [];
+    message.params = object.params?.map((e) => e) || [];
     return message;
   },
 };
