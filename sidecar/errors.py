@@ -106,6 +106,10 @@ class MintInvalidArgument(MintError):
     """The request itself is bad: blank user, bad ttl, reserved claims (INVALID_ARGUMENT)."""
 
 
+class KeysUnavailable(SidecarError):
+    """No verification keys are loaded yet: adapters answer UNAVAILABLE, never a decision."""
+
+
 class ConfigError(SidecarError):
     """The configuration is unusable. `problems` holds one line per problem, naming the variable."""
 
