@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -62,7 +63,15 @@ def _mint(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     token = sys.stdin.read().strip() if args.token == "-" else args.token  # noqa: S105
-    decision = Validator(_config(args)).decide(token)
+    cfg = _config(args)
+    if cfg.remote is not None and cfg.verifier is not None:
+        from sidecar.jwks_fetch import Refresher
+
+        # One fetch, now: the CLI has no background loop to wait for.
+        if not asyncio.run(Refresher(cfg.remote, cfg.verifier, cfg.fetch).refresh()):
+            print("validate: the keys could not be fetched (the reason is above)", file=sys.stderr)
+            return EXIT_CONFIG
+    decision = Validator(cfg).decide(token)
     print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
     return 0 if decision.valid else EXIT_INVALID
 

@@ -7,14 +7,16 @@ returns a `Config` or raises `ConfigError` with one line per problem, each namin
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jose.backends.base import Key
 
-from sidecar import keys
+from sidecar import jwks, keys
 from sidecar.errors import ConfigError
+from sidecar.jwks_fetch import FetchSettings, Remote, url_problem
 
 SECURE = "secure"
 INSECURE = "insecure"
@@ -36,12 +38,23 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("AUTH_MODE", "`secure` or `insecure` (development only: signatures unchecked)", SECURE),
-    Setting("AUTH_JWT_ALG", "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required)"),
+    Setting(
+        "AUTH_JWT_ALG",
+        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required); with a JWKS source, "
+        "a comma-separated allow-list such as `RS256,ES256`",
+    ),
     Setting(
         "AUTH_JWT_KEY",
         "secure: HS secret (raw, or `base64:...`), or PEM public key for RS/ES (required)",
     ),
     Setting("AUTH_JWT_KEY_FILE", "secure: read AUTH_JWT_KEY from this file instead"),
+    Setting("AUTH_JWT_JWKS_FILE", "secure: key source: a JWK Set file (RFC 7517)"),
+    Setting("AUTH_JWT_JWKS_URL", "secure: key source: a JWK Set fetched from this https:// URL"),
+    Setting(
+        "AUTH_JWT_OIDC_ISSUER",
+        "secure: key source: this OpenID issuer's `jwks_uri` (from its discovery document); "
+        "`iss` must equal it unless AUTH_JWT_ISS is set",
+    ),
     Setting("AUTH_JWT_NAMESPACE", "both modes: read the user from claims[namespace]"),
     Setting("AUTH_JWT_ISS", "secure: require `iss` and that it equals this"),
     Setting("AUTH_JWT_AUD", "secure: require `aud` and that it is or contains this"),
@@ -69,6 +82,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_ENVOY_STRIP_TOKEN", "Envoy: remove the token's header upstream", "false"),
     Setting("SIDECAR_ENVOY_REALM", "Envoy: realm in WWW-Authenticate", "auth-sidecar"),
     Setting("SIDECAR_ENVOY_ALLOW_PREFLIGHT", "Envoy: CORS preflights pass without a token", "true"),
+    Setting("SIDECAR_JWKS_REFRESH_SECONDS", "JWKS URL/OIDC: refetch the keys this often", "300"),
+    Setting(
+        "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
+        "JWKS URL/OIDC: shortest time between fetches (an unknown kid refetches at most this often;"
+        " Cache-Control max-age is kept within these two)",
+        "10",
+    ),
+    Setting("SIDECAR_JWKS_TIMEOUT_SECONDS", "JWKS URL/OIDC: time limit for one fetch", "5"),
+    Setting("SIDECAR_JWKS_MAX_BYTES", "JWKS URL/OIDC: larger responses are refused", "262144"),
+    Setting("SIDECAR_JWKS_CA_FILE", "JWKS URL/OIDC: trust these PEM CAs instead of the system's"),
+    Setting(
+        "SIDECAR_JWKS_ALLOW_HTTP",
+        "JWKS URL/OIDC: allow http:// to hosts that are not loopback (never in production)",
+        "false",
+    ),
 )
 _DEFAULTS = {s.env: s.default for s in SETTINGS}
 
@@ -77,6 +105,9 @@ SECURE_ONLY = (
     "AUTH_JWT_ALG",
     "AUTH_JWT_KEY",
     "AUTH_JWT_KEY_FILE",
+    "AUTH_JWT_JWKS_FILE",
+    "AUTH_JWT_JWKS_URL",
+    "AUTH_JWT_OIDC_ISSUER",
     "AUTH_JWT_ISS",
     "AUTH_JWT_AUD",
     "AUTH_JWT_SIGNING_KEY",
@@ -84,6 +115,8 @@ SECURE_ONLY = (
     "SIDECAR_MINT_SECRET",
     "SIDECAR_MINT_SECRET_FILE",
 )
+# The key sources of one issuer; exactly one is set. AUTH_JWT_KEY stands for its _FILE too.
+KEY_SOURCES = ("AUTH_JWT_KEY", "AUTH_JWT_JWKS_FILE", "AUTH_JWT_JWKS_URL", "AUTH_JWT_OIDC_ISSUER")
 MINT_SECRET_MIN_BYTES = 32
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
@@ -127,7 +160,15 @@ class Config:
     envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
     signing_key: Key | None = field(default=None, repr=False)
+    # The `kid` of Mint's tokens: the JWK's own, or the RFC 7638 thumbprint of the signing key.
+    signing_kid: str | None = None
     mint_secret: bytes | None = field(default=None, repr=False)
+    # A JWKS source: the verifier (loaded for a file, filled by a Refresher for `remote`).
+    verifier: jwks.JwksVerifier | None = field(default=None, repr=False)
+    remote: Remote | None = None
+    fetch: FetchSettings = field(default_factory=lambda: FetchSettings(300, 10, 5, 262144))
+    # Keys that a JWKS file holds but that cannot be used; the server logs them.
+    warnings: tuple[str, ...] = ()
 
     @property
     def required_claims(self) -> tuple[str, ...]:
@@ -139,7 +180,10 @@ class Config:
     def describe(self) -> str:
         """A log-safe summary: names and choices, never a key or secret."""
         parts = [f"mode={self.mode}"]
-        if self.alg:
+        if self.verifier is not None:
+            parts.append(f"alg={','.join(sorted(self.verifier.algorithms))}")
+            parts.append(f"keys={self.remote.url if self.remote else 'jwks-file'}")
+        elif self.alg:
             parts.append(f"alg={self.alg}")
         parts += [f"listen={self.listen}", f"namespace={self.namespace or '-'}"]
         if self.mode == SECURE:
@@ -179,6 +223,7 @@ class _Loader:
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
             log_level=self._log_level(),
             envoy=self._envoy(),
+            fetch=self._fetch_settings(),
         )
         secure = self._secure() if mode == SECURE else {}
         if mode == INSECURE:
@@ -198,6 +243,9 @@ class _Loader:
                 )
 
     def _secure(self) -> dict[str, object]:
+        source = self._key_source()
+        if source not in (None, "AUTH_JWT_KEY"):
+            return self._jwks_secure(source)
         alg = self._get("AUTH_JWT_ALG")
         if alg not in keys.ALGORITHMS:
             self._problem(
@@ -230,18 +278,152 @@ class _Loader:
                 signing_key = keys.signing_key(alg, signing, verify_key)
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
-        mint_secret = self._secret("SIDECAR_MINT_SECRET")
-        if mint_secret is not None and len(mint_secret.encode()) < MINT_SECRET_MIN_BYTES:
-            self._problem(
-                "SIDECAR_MINT_SECRET", f"must be at least {MINT_SECRET_MIN_BYTES} bytes long"
-            )
         return dict(
             alg=alg,
             iss=self._get("AUTH_JWT_ISS"),
             aud=self._get("AUTH_JWT_AUD"),
             verify_key=verify_key,
             signing_key=signing_key,
-            mint_secret=mint_secret.encode() if mint_secret else None,
+            signing_kid=jwks.key_thumbprint(signing_key) if signing_key else None,
+            mint_secret=self._mint_secret(),
+        )
+
+    def _mint_secret(self) -> bytes | None:
+        mint_secret = self._secret("SIDECAR_MINT_SECRET")
+        if mint_secret is not None and len(mint_secret.encode()) < MINT_SECRET_MIN_BYTES:
+            self._problem(
+                "SIDECAR_MINT_SECRET", f"must be at least {MINT_SECRET_MIN_BYTES} bytes long"
+            )
+        return mint_secret.encode() if mint_secret else None
+
+    def _key_source(self) -> str | None:
+        """The one key source that is set; a problem naming both when two are."""
+        given = [
+            name
+            for name in KEY_SOURCES
+            if self._get(name) is not None
+            or (name == "AUTH_JWT_KEY" and self._get("AUTH_JWT_KEY_FILE") is not None)
+        ]
+        if len(given) > 1:
+            first, second = (
+                "AUTH_JWT_KEY_FILE"
+                if n == "AUTH_JWT_KEY" and self._get("AUTH_JWT_KEY") is None
+                else n
+                for n in given[:2]
+            )
+            self._problem(second, f"is set together with {first}; set exactly one key source")
+            return "conflict"
+        return given[0] if given else None
+
+    def _jwks_secure(self, source: str) -> dict[str, object]:
+        """Secure mode with a JWK Set: from a file now, or from a URL once the server runs."""
+        if source == "conflict":
+            return {}
+        algs = self._alg_list(remote=source != "AUTH_JWT_JWKS_FILE")
+        verifier = jwks.JwksVerifier(frozenset(algs))
+        remote = None
+        warnings: list[str] = []
+        location = self._get(source) or ""
+        if source == "AUTH_JWT_JWKS_FILE":
+            try:
+                document = Path(location).read_bytes()
+            except OSError as error:
+                self._problem(source, f"cannot read {location}: {error.strerror}")
+            else:
+                try:
+                    keys_, warnings = jwks.parse(document, verifier.algorithms, allow_oct=True)
+                    verifier.update(keys_)
+                except jwks.JwksProblem as problem:
+                    self._problem(source, f"{location} {problem}")
+        else:
+            refused = url_problem(location, self._bool("SIDECAR_JWKS_ALLOW_HTTP"))
+            if refused is not None:
+                self._problem(source, refused)
+            remote = Remote(location, discovery=source == "AUTH_JWT_OIDC_ISSUER")
+        iss = self._get("AUTH_JWT_ISS")
+        if iss is None and source == "AUTH_JWT_OIDC_ISSUER":
+            iss = location
+        alg, signing_key, kid = self._jwks_signer(algs, verifier.keys)
+        return dict(
+            alg=alg or (algs[0] if algs else None),
+            iss=iss,
+            aud=self._get("AUTH_JWT_AUD"),
+            verifier=verifier,
+            remote=remote,
+            signing_key=signing_key,
+            signing_kid=kid,
+            mint_secret=self._mint_secret(),
+            warnings=tuple(warnings),
+        )
+
+    def _alg_list(self, remote: bool) -> list[str]:
+        raw = self._get("AUTH_JWT_ALG") or ""
+        algs = [a.strip() for a in raw.split(",") if a.strip()]
+        usable = keys.RS_ALGS + keys.ES_ALGS if remote else keys.ALGORITHMS
+        wrong = [a for a in algs if a not in usable]
+        if not algs or wrong:
+            self._problem(
+                "AUTH_JWT_ALG",
+                "Missing or invalid 'alg' configuration option for secure auth mode "
+                f"(expected a comma-separated list of {', '.join(usable)}"
+                + ("; a key set from a URL never holds HS secrets)" if remote else ")"),
+            )
+            return []
+        return list(dict.fromkeys(algs))
+
+    def _jwks_signer(
+        self, algs: list[str], key_set: jwks.KeySet | None
+    ) -> tuple[str | None, Key | None, str | None]:
+        """Mint's alg, key and kid from AUTH_JWT_SIGNING_KEY: the first allowed alg it fits."""
+        material = self._secret("AUTH_JWT_SIGNING_KEY")
+        candidates = [a for a in algs if a not in keys.HS_ALGS]
+        if material is None or not candidates:
+            return None, None, None
+        first: keys.KeyProblem | None = None
+        for alg in candidates:
+            try:
+                signer = keys.signing_key(alg, material, None)
+            except keys.KeyProblem as problem:
+                first = first or problem
+                continue
+            thumbprint = jwks.key_thumbprint(signer)
+            if key_set is not None and thumbprint not in key_set.thumbprints:
+                self._problem(
+                    "AUTH_JWT_SIGNING_KEY",
+                    "is not the private half of a key in AUTH_JWT_JWKS_FILE; "
+                    "Mint's tokens would not verify",
+                )
+                return None, None, None
+            kid = key_set.kid_by_thumbprint.get(thumbprint) if key_set else None
+            return alg, signer, kid or thumbprint
+        self._problem("AUTH_JWT_SIGNING_KEY", str(first))
+        return None, None, None
+
+    def _fetch_settings(self) -> FetchSettings:
+        refresh = self._int("SIDECAR_JWKS_REFRESH_SECONDS", 1, 86400)
+        least = self._int("SIDECAR_JWKS_MIN_REFRESH_SECONDS", 1, 3600)
+        if least > refresh:
+            self._problem(
+                "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
+                f"must not exceed SIDECAR_JWKS_REFRESH_SECONDS ({refresh})",
+            )
+        ca_file = self._get("SIDECAR_JWKS_CA_FILE")
+        if ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=ca_file)
+            except ssl.SSLError:  # before OSError: it is one
+                self._problem(
+                    "SIDECAR_JWKS_CA_FILE", f"cannot use {ca_file}: no PEM certificates in it"
+                )
+            except OSError as error:
+                self._problem("SIDECAR_JWKS_CA_FILE", f"cannot use {ca_file}: {error.strerror}")
+        return FetchSettings(
+            refresh=refresh,
+            min_refresh=least,
+            timeout=self._int("SIDECAR_JWKS_TIMEOUT_SECONDS", 1, 300),
+            max_bytes=self._int("SIDECAR_JWKS_MAX_BYTES", 1024, 16 << 20),
+            ca_file=ca_file,
+            allow_http=self._bool("SIDECAR_JWKS_ALLOW_HTTP"),
         )
 
     def _get(self, name: str) -> str | None:

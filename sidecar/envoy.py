@@ -22,6 +22,7 @@ from google.rpc import code_pb2, status_pb2
 from authsidecar.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
+from sidecar.errors import KeysUnavailable
 from sidecar.validator import Decision, Validator
 
 NAME = "envoy.service.auth.v3.Authorization"
@@ -59,7 +60,12 @@ class EnvoyAuthorization:
         token, source = self._find_token(headers, http.path)
         if token is None:
             return self._missing
-        return self.respond(self._validator.decide(token), source)
+        try:
+            decision = self._validator.decide(token)
+        except KeysUnavailable as error:
+            # No decision without keys: Envoy fails closed (or as failure_mode_allow says).
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        return self.respond(decision, source)
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""

@@ -65,6 +65,7 @@ class KeySet:
     any_key: Mapping[str, tuple[Key, ...]] = field(default_factory=dict)
     # RFC 7638 thumbprint -> kid, so that Mint can name its key as the set names it.
     kid_by_thumbprint: Mapping[str, str] = field(default_factory=dict)
+    thumbprints: frozenset[str] = frozenset()
     # How many JWKs of the document are usable, for logs.
     count: int = 0
 
@@ -98,6 +99,7 @@ def parse(
     unnamed: dict[str, list[Key]] = {}
     any_key: dict[str, list[Key]] = {}
     kid_by_thumbprint: dict[str, str] = {}
+    thumbprints: set[str] = set()
     entries: list[Any] = data["keys"]
     if len(entries) > MAX_KEYS:
         warnings.append(f"the set has {len(entries)} keys; only the first {MAX_KEYS} are used")
@@ -115,6 +117,7 @@ def parse(
         for alg, key in ready.items():
             target.setdefault(alg, []).append(key)
             any_key.setdefault(alg, []).append(key)
+        thumbprints.add(thumbprint(jwk))
         if kid is not None:
             kid_by_thumbprint.setdefault(thumbprint(jwk), kid)
     if not any_key:
@@ -127,6 +130,7 @@ def parse(
         unnamed={alg: tuple(k) for alg, k in unnamed.items()},
         any_key={alg: tuple(k[:MAX_TRIES]) for alg, k in any_key.items()},
         kid_by_thumbprint=kid_by_thumbprint,
+        thumbprints=frozenset(thumbprints),
         count=count,
     )
     return keys, warnings
@@ -140,6 +144,12 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode("utf-8")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def key_thumbprint(key: Key) -> str:
+    """The RFC 7638 thumbprint of a python-jose key's public half (an HMAC key's secret)."""
+    public = key if isinstance(key, CryptographyHMACKey) else key.public_key()
+    return thumbprint(public.to_dict())
 
 
 class JwksVerifier:

@@ -67,8 +67,11 @@ def verify_key(alg: str, material: str) -> Key:
     return _asymmetric(alg, public)
 
 
-def signing_key(alg: str, material: str, verifier: Key) -> Key:
-    """Builds Mint's private key for an RS or ES `alg` and checks it pairs with `verifier`."""
+def signing_key(alg: str, material: str, verifier: Key | None) -> Key:
+    """Builds Mint's private key for an RS or ES `alg` and checks it pairs with `verifier`.
+
+    `verifier=None` (a JWK Set is the key source) skips the pairing check here.
+    """
     try:
         private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
     except (ValueError, TypeError):
@@ -77,7 +80,7 @@ def signing_key(alg: str, material: str, verifier: Key) -> Key:
         raise KeyProblem(_not_valid(alg, "private"))
     _check_fits(alg, private.public_key())
     signer = _asymmetric(alg, private)
-    if signer.public_key().to_pem() != verifier.public_key().to_pem():
+    if verifier is not None and signer.public_key().to_pem() != verifier.public_key().to_pem():
         raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
     return signer
 

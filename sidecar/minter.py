@@ -41,6 +41,7 @@ class Minter:
         self._insecure = config.mode == INSECURE
         self._alg = config.alg
         self._key = config.signing_key
+        self._kid = config.signing_kid
         self._secret = config.mint_secret
         self._namespace = config.namespace
         self._iss = config.iss
@@ -99,6 +100,8 @@ class Minter:
         payload.update(stamped)
         self._place_user(payload, user_id)
         header = {"alg": "none" if self._insecure else self._alg, "typ": "JWT"}
+        if self._kid is not None and not self._insecure:
+            header["kid"] = self._kid
         try:
             token = jws.encode(header, payload, None if self._insecure else self._key)
         except ValueError as error:  # NaN or Infinity in the claims

@@ -9,6 +9,7 @@ import signal
 import socket
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -18,6 +19,7 @@ from sidecar import __version__, envoy, service
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
+from sidecar.jwks_fetch import Refresher
 from sidecar.minter import Minter
 from sidecar.service import AuthService
 from sidecar.validator import Validator
@@ -50,7 +52,16 @@ async def serve(config: Config) -> int:
     validator = Validator(config)
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
-    server, address, health_servicer = await start(config, auth, check)
+    for warning in config.warnings:
+        log.warning("AUTH_JWT_JWKS_FILE: %s", warning)
+    refresher = _refresher(config)
+    server, address, health_servicer = await start(config, auth, check, refresher is None)
+    background: list[asyncio.Task[None]] = []
+    if refresher is not None:
+        background = [
+            asyncio.create_task(refresher.run()),
+            asyncio.create_task(_serving_when_ready(refresher, health_servicer)),
+        ]
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -63,6 +74,8 @@ async def serve(config: Config) -> int:
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
+    for task in background:
+        task.cancel()
     log.info("draining for up to %ss", config.grace_seconds)
     deadline = loop.time() + config.grace_seconds
     await health_servicer.enter_graceful_shutdown()
@@ -70,6 +83,25 @@ async def serve(config: Config) -> int:
     await server.stop(max(deadline - loop.time(), 0))
     log.info("stopped")
     return 0
+
+
+def _refresher(config: Config) -> Refresher | None:
+    if config.remote is None or config.verifier is None:
+        return None
+    return Refresher(config.remote, config.verifier, config.fetch)
+
+
+async def _serving_when_ready(
+    refresher: Refresher, health_servicer: health.aio.HealthServicer
+) -> None:
+    """Health says SERVING only once the first key set is in: callers fail closed until then."""
+    await refresher.ready.wait()
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def _set_health(health_servicer: health.aio.HealthServicer, status: Any) -> None:
+    for name in ("", service.NAME, envoy.NAME):
+        await health_servicer.set(name, status)
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -95,9 +127,12 @@ async def _quiesce(services: tuple[AuthService, EnvoyAuthorization], deadline: f
 
 
 async def start(
-    config: Config, auth: AuthService, check: EnvoyAuthorization
+    config: Config, auth: AuthService, check: EnvoyAuthorization, serving: bool = True
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
-    """Builds and starts the server; returns it, the bound address and its health servicer."""
+    """Builds and starts the server; returns it, the bound address and its health servicer.
+
+    `serving=False` starts with health NOT_SERVING (keys still to come).
+    """
     server = grpc.aio.server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         options=[
@@ -115,8 +150,12 @@ async def start(
     )
     address = _bind(server, config.listen)
     await server.start()
-    for name in ("", service.NAME, envoy.NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    await _set_health(health_servicer, status)
     return server, address, health_servicer
 
 

@@ -12,6 +12,7 @@ from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import rpc
 from sidecar.errors import (
+    KeysUnavailable,
     MintDisabled,
     MintError,
     MintInvalidArgument,
@@ -50,7 +51,10 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         self.calls += 1
-        decision = self._validator.decide(request.token)
+        try:
+            decision = self._validator.decide(request.token)
+        except KeysUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._debug:
             log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
         return to_response(decision)

@@ -50,11 +50,12 @@ class Validator:
     """Decides on tokens with one configuration, fixed at construction."""
 
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        if config.mode != INSECURE and config.verify_key is None:
+        if config.mode != INSECURE and config.verify_key is None and config.verifier is None:
             # Signatures are checked when there is a key: without one, fail closed, not open.
             raise ValueError(f"a {config.mode} config needs a verify key; build it with load()")
         self._alg = config.alg
         self._key = config.verify_key
+        self._verifier = config.verifier
         self._required = config.required_claims
         self._iss = config.iss
         self._aud = config.aud
@@ -64,7 +65,10 @@ class Validator:
         self._clock = clock
 
     def decide(self, token: str) -> Decision:
-        """Never raises for any token: every refusal is a `Decision` with a reason."""
+        """Never raises for any token: every refusal is a `Decision` with a reason.
+
+        KeysUnavailable (a JWKS source before its first fetch) is no decision and passes up.
+        """
         try:
             return self.check(token)
         except TokenError as error:
@@ -73,7 +77,15 @@ class Validator:
     def check(self, token: str) -> Decision:
         """Like `decide`, but raises the `TokenError` of the first rule that fails."""
         parsed = jws.parse(token, self._max_length)
-        if self._key is not None:
+        if self._verifier is not None:
+            # The allow-list comes from configuration; the header may only pick from it.
+            if parsed.header.get("alg") not in self._verifier.algorithms:
+                raise AlgorithmMismatch()
+            if "crit" in parsed.header:
+                raise MalformedToken()
+            if not self._verifier.verify(parsed.header, parsed.signing_input, parsed.signature):
+                raise BadSignature()
+        elif self._key is not None:
             # The algorithm comes from configuration; the header may only agree with it.
             if parsed.header.get("alg") != self._alg:
                 raise AlgorithmMismatch()
