@@ -12,10 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar import __version__, config
+from sidecar import __version__, config, routing
 from sidecar.errors import ConfigError, MintError
 from sidecar.minter import Minter
-from sidecar.validator import Validator
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
@@ -64,14 +63,12 @@ def _mint(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     token = sys.stdin.read().strip() if args.token == "-" else args.token  # noqa: S105
     cfg = _config(args)
-    if cfg.remote is not None and cfg.verifier is not None:
-        from sidecar.jwks_fetch import Refresher
-
+    for refresher in routing.refreshers_for(cfg):
         # One fetch, now: the CLI has no background loop to wait for.
-        if not asyncio.run(Refresher(cfg.remote, cfg.verifier, cfg.fetch).refresh()):
+        if not asyncio.run(refresher.refresh()):
             print("validate: the keys could not be fetched (the reason is above)", file=sys.stderr)
             return EXIT_CONFIG
-    decision = Validator(cfg).decide(token)
+    decision = routing.decider(cfg).decide(token)
     print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
     return 0 if decision.valid else EXIT_INVALID
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jose.backends.base import Key
 
-from sidecar import jwks, keys
+from sidecar import issuers, jwks, keys
 from sidecar.errors import ConfigError
 from sidecar.jwks_fetch import FetchSettings, Remote, url_problem
 
@@ -62,6 +62,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "AUTH_JWT_SIGNING_KEY_FILE", "secure: read AUTH_JWT_SIGNING_KEY from this file instead"
     ),
+    Setting(
+        "SIDECAR_CONFIG_FILE",
+        "secure: a TOML file with one [[issuers]] table per trusted issuer, instead of the "
+        "AUTH_JWT_ variables",
+    ),
     Setting("SIDECAR_MINT_SECRET", "secure: bearer secret that Mint callers must send (32+ bytes)"),
     Setting("SIDECAR_MINT_SECRET_FILE", "secure: read SIDECAR_MINT_SECRET from this file instead"),
     Setting("SIDECAR_MINT_MAX_TTL_SECONDS", "longest ttl that Mint grants", "86400"),
@@ -108,6 +113,7 @@ SECURE_ONLY = (
     "AUTH_JWT_JWKS_FILE",
     "AUTH_JWT_JWKS_URL",
     "AUTH_JWT_OIDC_ISSUER",
+    "SIDECAR_CONFIG_FILE",
     "AUTH_JWT_ISS",
     "AUTH_JWT_AUD",
     "AUTH_JWT_SIGNING_KEY",
@@ -169,6 +175,9 @@ class Config:
     fetch: FetchSettings = field(default_factory=lambda: FetchSettings(300, 10, 5, 262144))
     # Keys that a JWKS file holds but that cannot be used; the server logs them.
     warnings: tuple[str, ...] = ()
+    # SIDECAR_CONFIG_FILE: every trusted issuer, each a whole Config; tokens go by their `iss`.
+    # Empty: this Config is the one issuer. Either way this Config is the one Mint signs as.
+    issuers: tuple[Config, ...] = ()
 
     @property
     def required_claims(self) -> tuple[str, ...]:
@@ -180,7 +189,9 @@ class Config:
     def describe(self) -> str:
         """A log-safe summary: names and choices, never a key or secret."""
         parts = [f"mode={self.mode}"]
-        if self.verifier is not None:
+        if self.issuers:
+            parts.append(f"issuers={','.join(str(c.iss) for c in self.issuers)}")
+        elif self.verifier is not None:
             parts.append(f"alg={','.join(sorted(self.verifier.algorithms))}")
             parts.append(f"keys={self.remote.url if self.remote else 'jwks-file'}")
         elif self.alg:
@@ -197,7 +208,12 @@ class Config:
 
 def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
     """Builds a `Config` from variables and flags (keyed by variable name); or ConfigError."""
-    return _Loader(env, flags or {}).load()
+    flags = flags or {}
+    path = flags.get(issuers.CONFIG_FILE) or env.get(issuers.CONFIG_FILE)
+    mode = flags.get("AUTH_MODE") or env.get("AUTH_MODE")
+    if path and mode != INSECURE:  # insecure mode refuses it with the other secure settings
+        return issuers.load(path, env, flags, load)
+    return _Loader(env, flags).load()
 
 
 class _Loader:

@@ -23,7 +23,8 @@ from authsidecar.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
 from sidecar.errors import KeysUnavailable
-from sidecar.validator import Decision, Validator
+from sidecar.routing import Decides
+from sidecar.validator import Decision
 
 NAME = "envoy.service.auth.v3.Authorization"
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 - a message, not a secret
@@ -35,7 +36,7 @@ _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 class EnvoyAuthorization:
     """Serves Envoy's Check with a `Validator` and the Envoy settings."""
 
-    def __init__(self, validator: Validator, settings: EnvoyConfig) -> None:
+    def __init__(self, validator: Decides, settings: EnvoyConfig) -> None:
         self._validator = validator
         self._settings = settings
         self.calls = 0

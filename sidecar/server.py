@@ -15,14 +15,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, envoy, service
+from sidecar import __version__, envoy, routing, service
 from sidecar.config import INSECURE, Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
 from sidecar.jwks_fetch import Refresher
 from sidecar.minter import Minter
 from sidecar.service import AuthService
-from sidecar.validator import Validator
 
 log = logging.getLogger("auth-sidecar")
 
@@ -49,19 +48,17 @@ async def serve(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    validator = Validator(config)
+    validator = routing.decider(config)
     auth = AuthService(validator, Minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
-    for warning in config.warnings:
-        log.warning("AUTH_JWT_JWKS_FILE: %s", warning)
-    refresher = _refresher(config)
-    server, address, health_servicer = await start(config, auth, check, refresher is None)
-    background: list[asyncio.Task[None]] = []
-    if refresher is not None:
-        background = [
-            asyncio.create_task(refresher.run()),
-            asyncio.create_task(_serving_when_ready(refresher, health_servicer)),
-        ]
+    for issuer in config.issuers or (config,):
+        for warning in issuer.warnings:
+            log.warning("AUTH_JWT_JWKS_FILE of iss=%s: %s", issuer.iss, warning)
+    refreshers = routing.refreshers_for(config)
+    server, address, health_servicer = await start(config, auth, check, not refreshers)
+    background = [asyncio.create_task(r.run()) for r in refreshers]
+    if refreshers:
+        background.append(asyncio.create_task(_serving_when_ready(refreshers, health_servicer)))
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -85,17 +82,13 @@ async def serve(config: Config) -> int:
     return 0
 
 
-def _refresher(config: Config) -> Refresher | None:
-    if config.remote is None or config.verifier is None:
-        return None
-    return Refresher(config.remote, config.verifier, config.fetch)
-
-
 async def _serving_when_ready(
-    refresher: Refresher, health_servicer: health.aio.HealthServicer
+    refreshers: list[Refresher], health_servicer: health.aio.HealthServicer
 ) -> None:
-    """Health says SERVING only once the first key set is in: callers fail closed until then."""
-    await refresher.ready.wait()
+    """Health says SERVING only once every issuer's first key set is in: until then, callers
+    fail closed (and an issuer whose keys are missing still answers UNAVAILABLE after)."""
+    for refresher in refreshers:
+        await refresher.ready.wait()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
 
 

@@ -20,7 +20,8 @@ from sidecar.errors import (
     MintUnauthenticated,
 )
 from sidecar.minter import Minter
-from sidecar.validator import Decision, Validator
+from sidecar.routing import Decides
+from sidecar.validator import Decision
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ _MAX_SECONDS = 253_402_300_799
 class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
-    def __init__(self, validator: Validator, minter: Minter) -> None:
+    def __init__(self, validator: Decides, minter: Minter) -> None:
         self._validator = validator
         self._minter = minter
         # Calls started so far; the server's drain watches it to know when traffic has stopped.

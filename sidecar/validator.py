@@ -76,7 +76,10 @@ class Validator:
 
     def check(self, token: str) -> Decision:
         """Like `decide`, but raises the `TokenError` of the first rule that fails."""
-        parsed = jws.parse(token, self._max_length)
+        return self.check_parsed(jws.parse(token, self._max_length))
+
+    def check_parsed(self, parsed: jws.Token) -> Decision:
+        """`check` for a token already parsed (by the issuer router)."""
         if self._verifier is not None:
             # The allow-list comes from configuration; the header may only pick from it.
             if parsed.header.get("alg") not in self._verifier.algorithms:

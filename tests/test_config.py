@@ -556,6 +556,7 @@ def test_secure_only_list_covers_the_secure_settings() -> None:
         "AUTH_JWT_JWKS_FILE",
         "AUTH_JWT_JWKS_URL",
         "AUTH_JWT_OIDC_ISSUER",
+        "SIDECAR_CONFIG_FILE",
         "AUTH_JWT_ISS",
         "AUTH_JWT_AUD",
         "AUTH_JWT_SIGNING_KEY",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -137,3 +138,38 @@ def test_rotation_and_a_random_kid_flood(
     # At most one per SIDECAR_JWKS_MIN_REFRESH_SECONDS (1 s), plus one under way at the start.
     assert 1 <= fetches <= int(elapsed) + 2
     assert calls > 10 * fetches
+
+
+def test_two_issuers_from_a_config_file(
+    sidecar_factory: StartSidecar,
+    server: JwksServer,
+    keys: list[rsa.RSAPrivateKey],
+    tmp_path: Path,
+) -> None:
+    server.serve_keys(jwk(keys[0], "a"))
+    server.up()
+    secret = "s" * 32
+    path = tmp_path / "issuers.toml"
+    path.write_text(
+        f'[[issuers]]\niss = "https://a"\nalg = "RS256"\njwks_url = "{server.url}"\n\n'
+        f'[[issuers]]\niss = "https://b"\nalg = "HS256"\nkey = "{secret}"\nmint = true\n'
+    )
+    sidecar = sidecar_factory({"AUTH_MODE": "secure", "SIDECAR_CONFIG_FILE": str(path)})
+    now = int(time.time())
+    claims = {"sub": "alice", "iat": now, "exp": now + 300}
+    with grpc.insecure_channel(sidecar.address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        def validate(text: str) -> auth_pb2.ValidateResponse:
+            return auth.Validate(auth_pb2.ValidateRequest(token=text), timeout=5)
+
+        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == SERVING)
+        a = jwt.encode({**claims, "iss": "https://a"}, keys[0], "RS256", headers={"kid": "a"})
+        b = jwt.encode({**claims, "iss": "https://b"}, secret, "HS256")
+        c = jwt.encode({**claims, "iss": "https://c"}, secret, "HS256")
+        assert validate(a).valid
+        assert validate(b).valid
+        assert validate(c).message == 'Invalid "iss" claim value: "https://c"'
+    sidecar.terminate()
+    assert any("issuers=https://a,https://b" in line for line in sidecar.log)

@@ -1,0 +1,60 @@
+"""Several issuers: each token goes to the Validator of its (unverified) `iss`, by exact match.
+
+A token whose `iss` names no configured issuer is refused as an invalid `iss` before any crypto:
+a flood of made-up issuers costs one JSON parse each, never a signature check or a key fetch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from sidecar import jws
+from sidecar.config import Config
+from sidecar.errors import InvalidClaim, MissingClaim, TokenError
+from sidecar.jwks_fetch import Refresher
+from sidecar.validator import Decision, Validator
+
+
+class Decides(Protocol):
+    """What the adapters need: a Validator, or a router over several."""
+
+    def decide(self, token: str) -> Decision: ...
+
+
+class IssuerRouter:
+    """Decides with the Validator that the token's `iss` selects."""
+
+    def __init__(self, validators: Mapping[str, Validator], max_token_bytes: int) -> None:
+        self._validators = dict(validators)
+        self._max_length = max_token_bytes
+
+    def decide(self, token: str) -> Decision:
+        """Never raises for a TokenError; KeysUnavailable passes up, as from a Validator."""
+        try:
+            parsed = jws.parse(token, self._max_length)
+            iss = parsed.claims.get("iss")
+            if iss is None:
+                raise MissingClaim("iss")
+            validator = self._validators.get(iss) if isinstance(iss, str) else None
+            if validator is None:
+                raise InvalidClaim("iss", iss)
+            return validator.check_parsed(parsed)
+        except TokenError as error:
+            return Decision.refused(error)
+
+
+def decider(config: Config) -> Decides:
+    """One Validator for the single-issuer case, else a router over one per issuer."""
+    if not config.issuers:
+        return Validator(config)
+    return IssuerRouter({str(c.iss): Validator(c) for c in config.issuers}, config.max_token_bytes)
+
+
+def refreshers_for(config: Config) -> list[Refresher]:
+    """One Refresher per issuer whose keys come from a URL."""
+    return [
+        Refresher(c.remote, c.verifier, c.fetch)
+        for c in config.issuers or (config,)
+        if c.remote is not None and c.verifier is not None
+    ]
