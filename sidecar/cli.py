@@ -42,7 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
     )
     try:
-        return server.run(cfg)
+        return server.run(cfg, lambda: _config(args))
     except server.BindError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG

@@ -87,6 +87,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIDECAR_ENVOY_STRIP_TOKEN", "Envoy: remove the token's header upstream", "false"),
     Setting("SIDECAR_ENVOY_REALM", "Envoy: realm in WWW-Authenticate", "auth-sidecar"),
     Setting("SIDECAR_ENVOY_ALLOW_PREFLIGHT", "Envoy: CORS preflights pass without a token", "true"),
+    Setting(
+        "SIDECAR_RELOAD_SECONDS",
+        "check the configuration's files for changes this often, and reload (0: only on SIGHUP)",
+        "10",
+    ),
     Setting("SIDECAR_JWKS_REFRESH_SECONDS", "JWKS URL/OIDC: refetch the keys this often", "300"),
     Setting(
         "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
@@ -162,6 +167,7 @@ class Config:
     mint_max_ttl: int = 86400
     max_concurrent_rpcs: int = 1000
     grace_seconds: float = 5.0
+    reload_seconds: int = 10
     log_level: str = "info"
     envoy: EnvoyConfig = field(default_factory=EnvoyConfig)
     verify_key: Key | None = field(default=None, repr=False)
@@ -178,6 +184,8 @@ class Config:
     # SIDECAR_CONFIG_FILE: every trusted issuer, each a whole Config; tokens go by their `iss`.
     # Empty: this Config is the one issuer. Either way this Config is the one Mint signs as.
     issuers: tuple[Config, ...] = ()
+    # The files this configuration was read from; hot reload watches them.
+    files: tuple[str, ...] = ()
 
     @property
     def required_claims(self) -> tuple[str, ...]:
@@ -223,6 +231,7 @@ class _Loader:
         self.problems: list[str] = []
         # Secrets that were given but could not be used; `_secret` has already said why.
         self._unusable: set[str] = set()
+        self._files: list[str] = []
 
     def load(self) -> Config:
         mode = self._get("AUTH_MODE") or SECURE
@@ -237,6 +246,7 @@ class _Loader:
             mint_max_ttl=self._int("SIDECAR_MINT_MAX_TTL_SECONDS", 1, 366 * 86400),
             max_concurrent_rpcs=self._int("SIDECAR_MAX_CONCURRENT_RPCS", 1, 1_000_000),
             grace_seconds=float(self._int("SIDECAR_GRACE_SECONDS", 0, 3600)),
+            reload_seconds=self._int("SIDECAR_RELOAD_SECONDS", 0, 86400),
             log_level=self._log_level(),
             envoy=self._envoy(),
             fetch=self._fetch_settings(),
@@ -246,7 +256,7 @@ class _Loader:
             self._refuse_secure_only()
         if self.problems:
             raise ConfigError(self.problems)
-        return Config(mode=mode, **secure, **common)  # type: ignore[arg-type]
+        return Config(mode=mode, **secure, **common, files=tuple(self._files))  # type: ignore[arg-type]
 
     def _refuse_secure_only(self) -> None:
         """Electric's safety net: a key set in insecure mode is almost always a mistake."""
@@ -342,6 +352,7 @@ class _Loader:
         location = self._get(source) or ""
         if source == "AUTH_JWT_JWKS_FILE":
             try:
+                self._files.append(location)
                 document = Path(location).read_bytes()
             except OSError as error:
                 self._problem(source, f"cannot read {location}: {error.strerror}")
@@ -466,6 +477,7 @@ class _Loader:
                 self._unusable.add(name)
                 return None
             return value
+        self._files.append(path)
         try:
             return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as error:

@@ -89,7 +89,8 @@ def load(
     if problems:
         raise ConfigError(problems)
     signer = mint or replace(loaded[0], signing_key=None, signing_kid=None)
-    return replace(signer, issuers=tuple(loaded))
+    files = dict.fromkeys([path, *(f for c in loaded for f in c.files)])
+    return replace(signer, issuers=tuple(loaded), files=tuple(files))
 
 
 def _read(path: str, problems: list[str]) -> list[Any]:

@@ -212,6 +212,10 @@ class Refresher:
         self.fetches = 0
         verifier.set_unknown_kid_hook(self.request_refresh)
 
+    @property
+    def verifier(self) -> jwks.JwksVerifier:
+        return self._verifier
+
     def request_refresh(self) -> None:
         """Asks for an early fetch (a token named an unknown kid); rate-limited, never blocks."""
         last = self._last_fetch

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
 from sidecar.jwks_fetch import Refresher
 from sidecar.minter import Minter
+from sidecar.reload import KeyFetchers, Reloader
 from sidecar.service import AuthService
 
 log = logging.getLogger("auth-sidecar")
@@ -37,12 +39,15 @@ class BindError(SidecarError):
     """The listen address could not be bound."""
 
 
-def run(config: Config) -> int:
-    """Serves until SIGTERM or SIGINT, then drains and returns 0."""
-    return asyncio.run(serve(config))
+def run(config: Config, load: Callable[[], Config] | None = None) -> int:
+    """Serves until SIGTERM or SIGINT, then drains and returns 0.
+
+    `load` re-reads the configuration: with it, SIGHUP and changed files reload it.
+    """
+    return asyncio.run(serve(config, load))
 
 
-async def serve(config: Config) -> int:
+async def serve(config: Config, load: Callable[[], Config] | None = None) -> int:
     # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,11 +59,26 @@ async def serve(config: Config) -> int:
     for issuer in config.issuers or (config,):
         for warning in issuer.warnings:
             log.warning("AUTH_JWT_JWKS_FILE of iss=%s: %s", issuer.iss, warning)
-    refreshers = routing.refreshers_for(config)
+    fetchers = KeyFetchers()
+    fetchers.start(config, KeyFetchers.initial(config))
+    refreshers = fetchers.refreshers
     server, address, health_servicer = await start(config, auth, check, not refreshers)
-    background = [asyncio.create_task(r.run()) for r in refreshers]
+    background: list[asyncio.Task[Any]] = []
     if refreshers:
         background.append(asyncio.create_task(_serving_when_ready(refreshers, health_servicer)))
+    if load is not None:
+
+        def apply(new: Config) -> None:
+            decider = routing.decider(new)
+            auth.swap(decider, Minter(new))
+            check.swap(decider)
+
+        reloader = Reloader(load, config, apply, fetchers)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: background.append(loop.create_task(reloader.reload("SIGHUP")))
+        )
+        if config.reload_seconds:
+            background.append(asyncio.create_task(reloader.poll(config.reload_seconds)))
     log.info("%s serving %s", __version__, replace(config, listen=address).describe())
     if config.ready_file:
         try:
@@ -71,6 +91,7 @@ async def serve(config: Config) -> int:
     if config.mode == INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
+    fetchers.stop()
     for task in background:
         task.cancel()
     log.info("draining for up to %ss", config.grace_seconds)

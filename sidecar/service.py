@@ -41,19 +41,23 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
 
     def __init__(self, validator: Decides, minter: Minter) -> None:
-        self._validator = validator
-        self._minter = minter
+        # One reference, so that a reload swaps both at once (see `swap`).
+        self._current = (validator, minter)
         # Calls started so far; the server's drain watches it to know when traffic has stopped.
         self.calls = 0
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
+
+    def swap(self, validator: Decides, minter: Minter) -> None:
+        """Hot reload: later calls use these; each call in flight keeps what it started with."""
+        self._current = (validator, minter)
 
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         self.calls += 1
         try:
-            decision = self._validator.decide(request.token)
+            decision = self._current[0].decide(request.token)
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._debug:
@@ -64,12 +68,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.MintResponse:
         self.calls += 1
+        minter = self._current[1]  # read once: a reload during this call does not mix configs
         try:
-            self._minter.authorize(_metadata(context, "authorization"))
+            minter.authorize(_metadata(context, "authorization"))
             claims = _claims(request)
             # Not ToTimedelta(): it overflows on durations far beyond any ceiling.
             ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
-            minted = self._minter.mint(request.user_id, claims, ttl)
+            minted = minter.mint(request.user_id, claims, ttl)
         except MintError as error:
             log.info("mint refused: %s", error)
             await context.abort(_MINT_CODES[type(error)], str(error))
