@@ -6,9 +6,9 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
-COPY clients/python ./clients/python
+COPY proto/python ./proto/python
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir ./clients/python .
+    && /opt/venv/bin/pip install --no-cache-dir ./proto/python .
 
 FROM python:3.11-slim
 COPY --from=build /opt/venv /opt/venv

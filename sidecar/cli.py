@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar import __version__, config, routing
-from sidecar.errors import ConfigError, MintError
-from sidecar.minter import Minter
+from sidecar.errors import ConfigError, KeysUnavailable, MintError
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
@@ -50,7 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _mint(args: argparse.Namespace) -> int:
     """Signs with the local configuration: whoever holds the key needs no mint secret."""
-    minter = Minter(_config(args))
+    minter = config.build_minter(_config(args))
     try:
         minted = minter.mint(args.user_id, dict(args.claim), args.ttl)
     except MintError as error:
@@ -68,7 +67,11 @@ def _validate(args: argparse.Namespace) -> int:
         if not asyncio.run(refresher.refresh()):
             print("validate: the keys could not be fetched (the reason is above)", file=sys.stderr)
             return EXIT_CONFIG
-    decision = routing.decider(cfg).decide(token)
+    try:
+        decision = routing.decider(cfg).decide(token)
+    except KeysUnavailable as error:
+        print(f"validate: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
     return 0 if decision.valid else EXIT_INVALID
 
@@ -93,6 +96,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> config.Config:
+    # A subcommand has flags only for the settings it uses; the others come from the environment.
     flags = {s.env: getattr(args, _dest(s), None) for s in config.SETTINGS}
     return config.load(os.environ, flags)
 
@@ -131,23 +135,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"auth-sidecar {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    settings = argparse.ArgumentParser(add_help=False)
-    group = settings.add_argument_group("configuration")
-    for setting in config.SETTINGS:
-        default = f" (default: {setting.default})" if setting.default else ""
-        group.add_argument(
-            setting.flag,
-            dest=_dest(setting),
-            metavar="VALUE",
-            help=f"{setting.env}: {setting.help}{default}",
-        )
-
-    serve = commands.add_parser("serve", parents=[settings], help="run the gRPC server")
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    _add_settings(serve, config.SERVE)
     serve.set_defaults(run=_serve)
 
-    mint = commands.add_parser(
-        "mint", parents=[settings], help="print a token from the local config"
-    )
+    mint = commands.add_parser("mint", help="print a token from the local config")
+    _add_settings(mint, config.MINT)
     mint.add_argument("user_id", metavar="USER_ID")
     mint.add_argument(
         "--claim",
@@ -165,10 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     mint.set_defaults(run=_mint)
 
     validate = commands.add_parser(
-        "validate",
-        parents=[settings],
-        help="print the decision on a token as JSON; exit 1 if invalid",
+        "validate", help="print the decision on a token as JSON; exit 1 if invalid"
     )
+    _add_settings(validate, config.VALIDATE)
     validate.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
     validate.set_defaults(run=_validate)
 
@@ -180,6 +172,21 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
     probe.set_defaults(run=_health)
     return parser
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """Flags for the settings that `command` uses, each named after its variable."""
+    group = parser.add_argument_group("configuration")
+    for setting in config.SETTINGS:
+        if command not in setting.commands:
+            continue
+        default = f" (default: {setting.default})" if setting.default else ""
+        group.add_argument(
+            setting.flag,
+            dest=_dest(setting),
+            metavar="VALUE",
+            help=f"{setting.env}: {setting.help}{default}",
+        )
 
 
 if __name__ == "__main__":

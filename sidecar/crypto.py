@@ -1,6 +1,7 @@
-"""The interfaces the decision core sees instead of a crypto library.
+"""The interfaces the core signs and verifies through, so that it never meets a crypto library.
 
-`sidecar/keys.py` builds them from one configured key, `sidecar/jwks.py` from a JWK Set.
+`sidecar.keys` builds python-jose-backed implementations from configured key material; tests and
+future key sources (JWKS, rotation) can supply their own.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import Any, Protocol
 
 
 class Verifier(Protocol):
-    """Checks signatures for the header algorithms in `algorithms`; any other is a mismatch."""
+    """Checks signatures for a fixed set of algorithms, chosen by configuration."""
 
     algorithms: frozenset[str]
+    """Header `alg` values it accepts; a token with any other is an AlgorithmMismatch."""
 
     def verify(self, header: Mapping[str, Any], signing_input: bytes, signature: bytes) -> bool:
         """True when the signature is good. May raise KeysUnavailable."""
@@ -20,9 +22,11 @@ class Verifier(Protocol):
 
 
 class Signer(Protocol):
-    """Signs Mint's tokens; `kid` goes into their header."""
+    """Signs Mint's tokens with one key."""
 
     alg: str
     kid: str | None
 
-    def sign(self, signing_input: bytes) -> bytes: ...
+    def sign(self, signing_input: bytes) -> bytes:
+        """The raw signature over `header.payload`."""
+        ...

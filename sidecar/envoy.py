@@ -19,7 +19,7 @@ from envoy.service.auth.v3 import external_auth_pb2
 from envoy.type.v3 import http_status_pb2
 from google.rpc import code_pb2, status_pb2
 
-from authsidecar.structs import to_struct
+from authsidecar.v1.structs import to_struct
 from sidecar import jws, rpc
 from sidecar.config import EnvoyConfig
 from sidecar.errors import KeysUnavailable
@@ -69,13 +69,13 @@ class EnvoyAuthorization:
         try:
             decision = self._validator.decide(token)
         except KeysUnavailable as error:
-            # No decision without keys: Envoy fails closed (or as failure_mode_allow says).
+            # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         return self.respond(decision, source)
 
     def respond(self, decision: Decision, source: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`)."""
-        reason = f"REASON_{decision.reason.name}"
+        reason = decision.reason.wire
         if not decision.valid:
             description = _NOT_DESCRIPTION_TEXT.sub("'", decision.message)
             return _denied(

@@ -5,23 +5,11 @@ Token errors carry Electric's wording word for word, and a stable reason code; b
 
 from __future__ import annotations
 
-import enum
 import json
 from typing import Any
 
-
-class Reason(enum.IntEnum):
-    """Why a token was refused. Mirrors `authsidecar.v1.Reason` value for value."""
-
-    UNSPECIFIED = 0
-    MALFORMED = 1
-    ALGORITHM_MISMATCH = 2
-    BAD_SIGNATURE = 3
-    EXPIRED = 4
-    NOT_YET_VALID = 5
-    MISSING_CLAIM = 6
-    INVALID_CLAIM = 7
-    INVALID_USER_ID = 8
+# Re-exported: refusals are named with the API's one definition of Reason.
+from authsidecar.v1.reason import Reason as Reason
 
 
 class SidecarError(Exception):
@@ -86,6 +74,14 @@ class InvalidUserId(TokenError):
     message = "Missing or invalid 'user_id'"
 
 
+class KeysUnavailable(SidecarError):
+    """No verification keys are loaded yet: no decision is possible, so adapters answer
+    UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""
+
+    def __init__(self, message: str = "no verification keys are loaded yet") -> None:
+        super().__init__(message)
+
+
 class MintError(SidecarError):
     """A Mint request was refused; the adapters map each subclass to a status code."""
 
@@ -104,10 +100,6 @@ class MintPermissionDenied(MintError):
 
 class MintInvalidArgument(MintError):
     """The request itself is bad: blank user, bad ttl, reserved claims (INVALID_ARGUMENT)."""
-
-
-class KeysUnavailable(SidecarError):
-    """No verification keys are loaded yet: adapters answer UNAVAILABLE, never a decision."""
 
 
 class ConfigError(SidecarError):

@@ -88,7 +88,7 @@ def load(
     problems += common
     if problems:
         raise ConfigError(problems)
-    signer = mint or replace(loaded[0], signing_key=None, signing_kid=None)
+    signer = mint or replace(loaded[0], signer=None)
     files = dict.fromkeys([path, *(f for c in loaded for f in c.files)])
     return replace(signer, issuers=tuple(loaded), files=tuple(files))
 

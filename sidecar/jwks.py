@@ -8,8 +8,6 @@ does: a token's `kid` selects the keys with that `kid` and the keys without one.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ from jose.exceptions import JWKError
 
 from sidecar import jws
 from sidecar.errors import KeysUnavailable, MalformedToken
-from sidecar.keys import ES_ALGS, HS_ALGS, HS_MIN_BYTES, RS_ALGS, RSA_MIN_BITS
+from sidecar.keys import ES_ALGS, HS_ALGS, HS_MIN_BYTES, RS_ALGS, RSA_MIN_BITS, thumbprint
 
 # A token without `kid` is tried against at most this many fitting keys, so that it costs a
 # bounded number of signature checks whatever the set holds.
@@ -38,12 +36,6 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, str, int]] = {
     "P-256": (ec.SECP256R1(), "ES256", 32),
     "P-384": (ec.SECP384R1(), "ES384", 48),
     "P-521": (ec.SECP521R1(), "ES512", 66),
-}
-# RFC 7638 §3.2: the members of each key type that its thumbprint covers, in sorted order.
-_THUMBPRINT_MEMBERS = {
-    "RSA": ("e", "kty", "n"),
-    "EC": ("crv", "kty", "x", "y"),
-    "oct": ("k", "kty"),
 }
 
 
@@ -134,22 +126,6 @@ def parse(
         count=count,
     )
     return keys, warnings
-
-
-def thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, base64url): a key's name derived from the key alone."""
-    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
-    if members is None or not all(isinstance(jwk.get(m), str) for m in members):
-        raise ValueError("a thumbprint needs kty RSA, EC or oct with its required members")
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def key_thumbprint(key: Key) -> str:
-    """The RFC 7638 thumbprint of a python-jose key's public half (an HMAC key's secret)."""
-    public = key if isinstance(key, CryptographyHMACKey) else key.public_key()
-    return thumbprint(public.to_dict())
 
 
 class JwksVerifier:

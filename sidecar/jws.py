@@ -14,8 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from jose.backends.base import Key
-
+from sidecar.crypto import Signer
 from sidecar.errors import MalformedToken
 
 # RFC 7515 §2: base64url without padding.
@@ -57,12 +56,12 @@ def parse(token: str, max_length: int) -> Token:
     )
 
 
-def encode(header: dict[str, Any], claims: dict[str, Any], key: Key | None) -> str:
-    """Builds a compact token; `key=None` gives an unsigned one with an empty signature."""
+def encode(header: dict[str, Any], claims: dict[str, Any], signer: Signer | None) -> str:
+    """Builds a compact token; `signer=None` gives an unsigned one with an empty signature."""
     signing_input = f"{b64url_encode(_dumps(header))}.{b64url_encode(_dumps(claims))}"
-    if key is None:
+    if signer is None:
         return signing_input + "."
-    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"
+    return f"{signing_input}.{b64url_encode(signer.sign(signing_input.encode('ascii')))}"
 
 
 def b64url_decode(segment: str) -> bytes:

@@ -1,13 +1,18 @@
-"""Turns configured key material into ready key objects, once, at start-up.
+"""Turns configured key material into ready `Verifier` and `Signer` objects, once, at start-up.
 
 Every check that a key fits its algorithm happens here, so that the request path never parses a
 PEM or meets a key of the wrong kind. Problems are raised as `KeyProblem` with a sentence that the
-config loader prefixes with the variable's name.
+config loader prefixes with the variable's name. python-jose's cryptography backend does the
+signing and verifying; only this module knows it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -58,19 +63,73 @@ def hs_secret(value: str) -> bytes:
         raise KeyProblem("the value after 'base64:' is not valid standard base64") from None
 
 
-def verify_key(alg: str, material: str) -> Key:
-    """Builds the key that checks signatures for `alg` from AUTH_JWT_KEY's value."""
+class JoseVerifier:
+    """A `sidecar.crypto.Verifier` over one python-jose key, for its one algorithm."""
+
+    def __init__(self, alg: str, key: Key) -> None:
+        self.algorithms = frozenset((alg,))
+        self.alg = alg
+        self.key = key
+
+    def verify(self, header: Mapping[str, Any], signing_input: bytes, signature: bytes) -> bool:
+        return bool(self.key.verify(signing_input, signature))
+
+
+class JoseSigner:
+    """A `sidecar.crypto.Signer` over one python-jose key."""
+
+    def __init__(self, alg: str, key: Key, kid: str | None = None) -> None:
+        self.alg = alg
+        self.kid = kid
+        self.key = key
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return bytes(self.key.sign(signing_input))
+
+
+# RFC 7638 §3.2: the members of each key type that its thumbprint covers.
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "oct": ("k", "kty"),
+}
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url): a key's name derived from the key alone."""
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
+    if members is None or not all(isinstance(jwk.get(m), str) for m in members):
+        raise ValueError("a thumbprint needs kty RSA, EC or oct with its required members")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def key_thumbprint(key: Key) -> str:
+    """The RFC 7638 thumbprint of a python-jose key's public half (an HMAC key's secret)."""
+    public = key if isinstance(key, CryptographyHMACKey) else key.public_key()
+    return thumbprint(public.to_dict())
+
+
+def verifier(alg: str, material: str) -> JoseVerifier:
+    """Builds what checks signatures for `alg` from AUTH_JWT_KEY's value."""
     if alg in HS_ALGS:
-        return _hmac_key(alg, material)
+        return JoseVerifier(alg, _hmac_key(alg, material))
     public = _load_public(alg, material)
     _check_fits(alg, public)
-    return _asymmetric(alg, public)
+    return JoseVerifier(alg, _asymmetric(alg, public))
 
 
-def signing_key(alg: str, material: str, verifier: Key | None) -> Key:
-    """Builds Mint's private key for an RS or ES `alg` and checks it pairs with `verifier`.
+def hs_signer(verifier: JoseVerifier) -> JoseSigner:
+    """HS algorithms sign with the shared secret that verifies. Its kid is its thumbprint."""
+    return JoseSigner(verifier.alg, verifier.key, key_thumbprint(verifier.key))
 
-    `verifier=None` (a JWK Set is the key source) skips the pairing check here.
+
+def signer(alg: str, material: str, verifier: JoseVerifier | None) -> JoseSigner:
+    """Builds Mint's signer for an RS or ES `alg` and checks it pairs with `verifier`.
+
+    `verifier=None` (a JWK Set is the key source) leaves the pairing check to the caller. The
+    kid is the key's RFC 7638 thumbprint; the caller may rename it after a JWK's own kid.
     """
     try:
         private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
@@ -79,10 +138,10 @@ def signing_key(alg: str, material: str, verifier: Key | None) -> Key:
     if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
         raise KeyProblem(_not_valid(alg, "private"))
     _check_fits(alg, private.public_key())
-    signer = _asymmetric(alg, private)
-    if verifier is not None and signer.public_key().to_pem() != verifier.public_key().to_pem():
+    key = _asymmetric(alg, private)
+    if verifier is not None and key.public_key().to_pem() != verifier.key.public_key().to_pem():
         raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
-    return signer
+    return JoseSigner(alg, key, key_thumbprint(key))
 
 
 def _hmac_key(alg: str, material: str) -> Key:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar import jws
-from sidecar.config import INSECURE, Config
+from sidecar.crypto import Signer
 from sidecar.errors import (
     MalformedToken,
     MintDisabled,
@@ -22,6 +22,7 @@ from sidecar.errors import (
     MintPermissionDenied,
     MintUnauthenticated,
 )
+from sidecar.policy import MintPolicy, Mode, Policy
 
 DEFAULT_TTL_SECONDS = 15 * 60
 _USER_CLAIMS = ("sub", "user_id")
@@ -35,19 +36,26 @@ class Minted:
 
 
 class Minter:
-    """Issues tokens with one configuration, fixed at construction."""
+    """Issues tokens with one policy and one signer, fixed at construction.
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        self._insecure = config.mode == INSECURE
-        self._alg = config.alg
-        self._key = config.signing_key
-        self._kid = config.signing_kid
-        self._secret = config.mint_secret
-        self._namespace = config.namespace
-        self._iss = config.iss
-        self._aud = config.aud
-        self._max_ttl = config.mint_max_ttl
-        self._max_length = config.max_token_bytes
+    Insecure mode writes unsigned tokens. In secure mode, `signer=None` means that no signing key
+    is configured, and Mint says so.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        mint: MintPolicy,
+        signer: Signer | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._insecure = policy.mode is Mode.INSECURE
+        if self._insecure and signer is not None:
+            raise ValueError("an insecure policy mints unsigned tokens: pass no signer")
+        self._policy = policy
+        self._signer = signer
+        self._secret = mint.secret
+        self._max_ttl = mint.max_ttl
         self._clock = clock
 
     def authorize(self, authorization: str | None) -> None:
@@ -74,9 +82,10 @@ class Minter:
         self, user_id: str, claims: Mapping[str, Any] | None = None, ttl: float | None = None
     ) -> Minted:
         """Builds a token for `user_id`. Raises MintInvalidArgument or MintDisabled."""
-        if not self._insecure and self._key is None:
+        signer = self._signer
+        if not self._insecure and signer is None:
             raise MintDisabled(
-                f"Mint with {self._alg} needs AUTH_JWT_SIGNING_KEY, the private key of AUTH_JWT_KEY"
+                "Mint needs AUTH_JWT_SIGNING_KEY, the private key of AUTH_JWT_KEY (RS and ES)"
             )
         if not user_id.strip():
             raise MintInvalidArgument("user_id must not be blank")
@@ -88,7 +97,8 @@ class Minter:
         else:
             seconds = DEFAULT_TTL_SECONDS if seconds is None else seconds
             stamped = {"iat": now, "nbf": now, "exp": now + seconds}
-            stamped.update((k, v) for k, v in (("iss", self._iss), ("aud", self._aud)) if v)
+            policy = self._policy
+            stamped.update((k, v) for k, v in (("iss", policy.iss), ("aud", policy.aud)) if v)
         # The time claims are the sidecar's in both modes: a caller's `exp: 1` would mint a token
         # that Validate refuses. Insecure mode never checks iss or aud, so those pass through.
         reserved = _TIME_CLAIMS if self._insecure else (*_TIME_CLAIMS, "iss", "aud")
@@ -99,20 +109,20 @@ class Minter:
                 )
         payload.update(stamped)
         self._place_user(payload, user_id)
-        header = {"alg": "none" if self._insecure else self._alg, "typ": "JWT"}
-        if self._kid is not None and not self._insecure:
-            header["kid"] = self._kid
+        header = {"alg": "none" if signer is None else signer.alg, "typ": "JWT"}
+        if signer is not None and signer.kid is not None:
+            header["kid"] = signer.kid
         try:
-            token = jws.encode(header, payload, None if self._insecure else self._key)
+            token = jws.encode(header, payload, signer)
         except ValueError as error:  # NaN or Infinity in the claims
             raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
         try:
             # Every minted token must pass Validate on this sidecar; parsing is what could fail.
-            jws.parse(token, self._max_length)
+            jws.parse(token, self._policy.max_token_bytes)
         except MalformedToken:
             raise MintInvalidArgument(
                 "the claims make a token that Validate would refuse: longer than "
-                f"SIDECAR_MAX_TOKEN_BYTES ({self._max_length}), nested deeper than "
+                f"SIDECAR_MAX_TOKEN_BYTES ({self._policy.max_token_bytes}), nested deeper than "
                 f"{jws.MAX_DEPTH} levels, or with a number beyond a double"
             ) from None
         return Minted(token=token, expires_at=stamped.get("exp"))
@@ -129,11 +139,12 @@ class Minter:
     def _place_user(self, payload: dict[str, Any], user_id: str) -> None:
         """Writes `user_id` where Validate reads the user; the request may not put one there."""
         target = payload
-        if self._namespace is not None:
-            nested = payload.get(self._namespace, {})
+        namespace = self._policy.namespace
+        if namespace is not None:
+            nested = payload.get(namespace, {})
             if not isinstance(nested, dict):
-                raise MintInvalidArgument(f'claims["{self._namespace}"] must be an object')
-            target = payload[self._namespace] = dict(nested)
+                raise MintInvalidArgument(f'claims["{namespace}"] must be an object')
+            target = payload[namespace] = dict(nested)
         for name in _USER_CLAIMS:
             if name in target:
                 raise MintInvalidArgument(f'claims may not set "{name}": use user_id')

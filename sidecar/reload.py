@@ -18,6 +18,7 @@ from typing import Any
 
 from sidecar.config import Config
 from sidecar.errors import ConfigError
+from sidecar.jwks import JwksVerifier
 from sidecar.jwks_fetch import Refresher
 
 log = logging.getLogger("auth-sidecar.reload")
@@ -55,7 +56,7 @@ class KeyFetchers:
         issuers = []
         for issuer in config.issuers or (config,):
             remote, verifier = issuer.remote, issuer.verifier
-            if remote is None or verifier is None:
+            if remote is None or not isinstance(verifier, JwksVerifier):
                 issuers.append(issuer)
                 continue
             key = (remote, verifier.algorithms, issuer.fetch)
@@ -80,7 +81,7 @@ class KeyFetchers:
         return {
             (c.remote, c.verifier.algorithms, c.fetch): Refresher(c.remote, c.verifier, c.fetch)
             for c in config.issuers or (config,)
-            if c.remote is not None and c.verifier is not None
+            if c.remote is not None and isinstance(c.verifier, JwksVerifier)
         }
 
     def start(self, config: Config, fresh: dict[Any, Refresher]) -> None:
@@ -88,7 +89,7 @@ class KeyFetchers:
         wanted = {
             (c.remote, c.verifier.algorithms, c.fetch)
             for c in config.issuers or (config,)
-            if c.remote is not None and c.verifier is not None
+            if c.remote is not None and isinstance(c.verifier, JwksVerifier)
         }
         for key in list(self._running):
             if key not in wanted:

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from sidecar import jws
-from sidecar.config import Config
+from sidecar.config import Config, build_validator
 from sidecar.errors import InvalidClaim, MissingClaim, TokenError
+from sidecar.jwks import JwksVerifier
 from sidecar.jwks_fetch import Refresher
 from sidecar.validator import Decision, Validator
 
@@ -47,8 +48,9 @@ class IssuerRouter:
 def decider(config: Config) -> Decides:
     """One Validator for the single-issuer case, else a router over one per issuer."""
     if not config.issuers:
-        return Validator(config)
-    return IssuerRouter({str(c.iss): Validator(c) for c in config.issuers}, config.max_token_bytes)
+        return build_validator(config)
+    validators = {str(c.iss): build_validator(c) for c in config.issuers}
+    return IssuerRouter(validators, config.max_token_bytes)
 
 
 def refreshers_for(config: Config) -> list[Refresher]:
@@ -56,5 +58,5 @@ def refreshers_for(config: Config) -> list[Refresher]:
     return [
         Refresher(c.remote, c.verifier, c.fetch)
         for c in config.issuers or (config,)
-        if c.remote is not None and c.verifier is not None
+        if c.remote is not None and isinstance(c.verifier, JwksVerifier)
     ]

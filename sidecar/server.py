@@ -17,11 +17,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sidecar import __version__, envoy, routing, service
-from sidecar.config import INSECURE, Config
+from sidecar.config import Config, build_minter
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import SidecarError
 from sidecar.jwks_fetch import Refresher
-from sidecar.minter import Minter
+from sidecar.policy import Mode
 from sidecar.reload import KeyFetchers, Reloader
 from sidecar.service import AuthService
 
@@ -54,7 +54,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     validator = routing.decider(config)
-    auth = AuthService(validator, Minter(config))
+    auth = AuthService(validator, build_minter(config))
     check = EnvoyAuthorization(validator, config.envoy)
     for issuer in config.issuers or (config,):
         for warning in issuer.warnings:
@@ -70,7 +70,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
 
         def apply(new: Config) -> None:
             decider = routing.decider(new)
-            auth.swap(decider, Minter(new))
+            auth.swap(decider, build_minter(new))
             check.swap(decider)
 
         reloader = Reloader(load, config, apply, fetchers)
@@ -88,7 +88,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None) -> int
             raise BindError(
                 f"SIDECAR_READY_FILE: cannot write {config.ready_file}: {error.strerror}"
             ) from None
-    if config.mode == INSECURE:
+    if config.mode is Mode.INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
     fetchers.stop()
@@ -164,12 +164,8 @@ async def start(
     )
     address = _bind(server, config.listen)
     await server.start()
-    status = (
-        health_pb2.HealthCheckResponse.SERVING
-        if serving
-        else health_pb2.HealthCheckResponse.NOT_SERVING
-    )
-    await _set_health(health_servicer, status)
+    states = health_pb2.HealthCheckResponse
+    await _set_health(health_servicer, states.SERVING if serving else states.NOT_SERVING)
     return server, address, health_servicer
 
 

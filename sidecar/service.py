@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 
-from authsidecar.structs import from_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.structs import from_struct
 from sidecar import rpc
 from sidecar.errors import (
     KeysUnavailable,
@@ -101,7 +101,7 @@ def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
     """Maps a core `Decision` to the wire message; values are equal, reason by reason."""
     if not decision.valid:
         return auth_pb2.ValidateResponse(
-            reason=decision.reason.value,  # type: ignore[arg-type]
+            reason=auth_pb2.Reason.ValueType(decision.reason),
             message=decision.message,
         )
     response = auth_pb2.ValidateResponse(valid=True, user_id=decision.user_id)

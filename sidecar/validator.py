@@ -11,12 +11,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jose.backends.base import Key
-
 from sidecar import claims as rules
 from sidecar import jws
-from sidecar.config import INSECURE, Config
-from sidecar.errors import AlgorithmMismatch, BadSignature, MalformedToken, Reason, TokenError
+from sidecar.crypto import Verifier
+from sidecar.errors import (
+    AlgorithmMismatch,
+    BadSignature,
+    KeysUnavailable,
+    MalformedToken,
+    Reason,
+    TokenError,
+)
+from sidecar.policy import Mode, Policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,34 +46,34 @@ class Decision:
             "valid": self.valid,
             "user_id": self.user_id,
             "claims": self.claims,
-            "reason": f"REASON_{self.reason.name}",
+            "reason": self.reason.wire,
             "message": self.message,
             "expires_at": self.expires_at,
         }
 
 
 class Validator:
-    """Decides on tokens with one configuration, fixed at construction."""
+    """Decides on tokens with one policy and one verifier, fixed at construction.
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
-        if config.mode != INSECURE and config.verify_key is None and config.verifier is None:
-            # Signatures are checked when there is a key: without one, fail closed, not open.
-            raise ValueError(f"a {config.mode} config needs a verify key; build it with load()")
-        self._alg = config.alg
-        self._key = config.verify_key
-        self._verifier = config.verifier
-        self._required = config.required_claims
-        self._iss = config.iss
-        self._aud = config.aud
-        self._namespace = config.namespace
-        self._skew = config.clock_skew
-        self._max_length = config.max_token_bytes
+    `verifier=None` is insecure mode: no signature is checked. `clock` gives Unix seconds.
+    """
+
+    def __init__(
+        self, policy: Policy, verifier: Verifier | None, clock: Callable[[], float] = time.time
+    ) -> None:
+        # Signatures are checked when there is a verifier: without one, fail closed, not open.
+        if policy.mode is Mode.SECURE and verifier is None:
+            raise ValueError("a secure policy needs a verifier (the verify key)")
+        if policy.mode is Mode.INSECURE and verifier is not None:
+            raise ValueError("an insecure policy checks no signature: pass no verifier")
+        self._policy = policy
+        self._verifier = verifier
         self._clock = clock
 
     def decide(self, token: str) -> Decision:
         """Never raises for any token: every refusal is a `Decision` with a reason.
 
-        KeysUnavailable (a JWKS source before its first fetch) is no decision and passes up.
+        Raises KeysUnavailable when the verifier has no keys yet: no decision is possible.
         """
         try:
             return self.check(token)
@@ -76,34 +82,29 @@ class Validator:
 
     def check(self, token: str) -> Decision:
         """Like `decide`, but raises the `TokenError` of the first rule that fails."""
-        return self.check_parsed(jws.parse(token, self._max_length))
+        return self.check_parsed(jws.parse(token, self._policy.max_token_bytes))
 
     def check_parsed(self, parsed: jws.Token) -> Decision:
         """`check` for a token already parsed (by the issuer router)."""
-        if self._verifier is not None:
-            # The allow-list comes from configuration; the header may only pick from it.
-            if parsed.header.get("alg") not in self._verifier.algorithms:
-                raise AlgorithmMismatch()
-            if "crit" in parsed.header:
-                raise MalformedToken()
-            if not self._verifier.verify(parsed.header, parsed.signing_input, parsed.signature):
-                raise BadSignature()
-        elif self._key is not None:
+        policy = self._policy
+        verifier = self._verifier
+        if verifier is not None:
             # The algorithm comes from configuration; the header may only agree with it.
-            if parsed.header.get("alg") != self._alg:
+            alg = parsed.header.get("alg")
+            if not isinstance(alg, str) or alg not in verifier.algorithms:
                 raise AlgorithmMismatch()
             # RFC 7515 §4.1.11: extensions listed in `crit` must be understood; we know none.
             if "crit" in parsed.header:
                 raise MalformedToken()
-            if not _verifies(self._key, parsed):
+            if not _verifies(verifier, parsed):
                 raise BadSignature()
         claims = parsed.claims
-        rules.require(claims, self._required)
+        rules.require(claims, policy.required)
         # Electric compares whole seconds (Joken.current_time/0); so do we, for exact boundaries.
-        rules.check_times(claims, int(self._clock()), self._skew)
-        rules.check_issuer(claims, self._iss)
-        rules.check_audience(claims, self._aud)
-        user = rules.find_user(claims, self._namespace)
+        rules.check_times(claims, int(self._clock()), policy.skew)
+        rules.check_issuer(claims, policy.iss)
+        rules.check_audience(claims, policy.aud)
+        user = rules.find_user(claims, policy.namespace)
         exp = claims.get("exp")
         return Decision(
             valid=True,
@@ -113,8 +114,10 @@ class Validator:
         )
 
 
-def _verifies(key: Key, parsed: jws.Token) -> bool:
+def _verifies(verifier: Verifier, parsed: jws.Token) -> bool:
     try:
-        return bool(key.verify(parsed.signing_input, parsed.signature))
+        return verifier.verify(parsed.header, parsed.signing_input, parsed.signature)
+    except KeysUnavailable:
+        raise
     except Exception:  # noqa: BLE001 - any failure inside the crypto is a bad signature
         return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -93,18 +94,46 @@ def test_top_level_help_lists_every_subcommand() -> None:
 
 
 SETTING_FLAGS = [setting.flag for setting in config.SETTINGS]
+# What changes a token's decision, or a minted token: the only settings mint and validate offer.
+TOKEN_FLAGS = [
+    "--mode",
+    "--jwt-alg",
+    "--jwt-key",
+    "--jwt-key-file",
+    "--jwt-jwks-file",
+    "--jwt-jwks-url",
+    "--jwt-oidc-issuer",
+    "--config-file",
+    "--jwks-allow-http",
+    "--jwt-namespace",
+    "--jwt-iss",
+    "--jwt-aud",
+    "--max-token-bytes",
+]
+MINT_FLAGS = [*TOKEN_FLAGS, "--jwt-signing-key", "--jwt-signing-key-file", "--mint-max-ttl-seconds"]
+# Validate fetches a JWKS URL's keys once.
+FETCH_FLAGS = [
+    "--jwks-refresh-seconds",
+    "--jwks-min-refresh-seconds",
+    "--jwks-timeout-seconds",
+    "--jwks-max-bytes",
+    "--jwks-ca-file",
+]
+VALIDATE_FLAGS = [*TOKEN_FLAGS, *FETCH_FLAGS, "--clock-skew-seconds"]
 
 
 @pytest.mark.parametrize(
-    ("command", "expected"),
+    ("command", "expected", "flags"),
     [
-        ("serve", SETTING_FLAGS),
-        ("mint", ["USER_ID", "--claim", "--ttl", *SETTING_FLAGS]),
-        ("validate", ["TOKEN", "stdin", *SETTING_FLAGS]),
-        ("health", ["--target", "--service", "--timeout"]),
+        ("serve", [], SETTING_FLAGS),
+        ("mint", ["USER_ID"], ["--claim", "--ttl", *MINT_FLAGS]),
+        ("validate", ["TOKEN", "stdin"], VALIDATE_FLAGS),
+        ("health", [], ["--target", "--service", "--timeout"]),
     ],
 )
-def test_subcommand_help(command: str, expected: list[str]) -> None:
+def test_subcommand_help_lists_only_its_own_flags(
+    command: str, expected: list[str], flags: list[str]
+) -> None:
     result = cli(command, "--help")
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.startswith(f"usage: auth-sidecar {command}")
@@ -112,9 +141,24 @@ def test_subcommand_help(command: str, expected: list[str]) -> None:
     words = " ".join(result.stdout.split())
     for item in expected:
         assert item in words, item
-    if command != "health":  # each flag names its variable
+    assert set(re.findall(r"--[a-z][a-z-]*", words)) == {"--help", *flags}
+    if command != "health":  # each setting's flag names its variable; the others are absent
         for setting in config.SETTINGS:
-            assert setting.env in words, setting.env
+            assert (setting.env in words) == (setting.flag in flags), setting.env
+
+
+@pytest.mark.parametrize(("command", "flag"), [("mint", "--listen"), ("validate", "--mint-secret")])
+def test_a_flag_of_another_subcommand_is_a_usage_error(command: str, flag: str) -> None:
+    args = ["alice"] if command == "mint" else ["token"]
+    result = cli(command, *args, flag, "x", env=INSECURE)
+    assert_usage_error(result, "unrecognized arguments", flag)
+
+
+def test_mint_and_validate_still_read_every_variable() -> None:
+    """Only flags are per subcommand: a serve-only variable set in the environment is checked."""
+    result = cli("mint", "alice", env={**INSECURE, "SIDECAR_LISTEN": "nowhere"})
+    assert result.returncode == 2
+    assert result.stderr.startswith("SIDECAR_LISTEN: must be host:port")
 
 
 # -- mint and validate -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import secrets
 import time
@@ -18,7 +19,8 @@ from support import ALGORITHMS, HS_SECRET, key_pair, secure_env, sign
 from sidecar import config
 from sidecar.config import SECURE_ONLY, SETTINGS, Config
 from sidecar.errors import ConfigError
-from sidecar.validator import Validator
+from sidecar.jwks_fetch import FetchSettings
+from sidecar.policy import Mode
 
 RS_ALGS = ("RS256", "RS384", "RS512")
 ES_ALGS = ("ES256", "ES384", "ES512")
@@ -51,7 +53,7 @@ def hs_env(alg: str, key: str, **extra: str) -> dict[str, str]:
 
 
 def accepts(cfg: Config, token: str, user: str = "alice") -> bool:
-    decision = Validator(cfg).decide(token)
+    decision = config.build_validator(cfg).decide(token)
     return decision.valid and decision.user_id == user
 
 
@@ -111,19 +113,19 @@ def test_insecure_defaults() -> None:
     assert cfg.max_concurrent_rpcs == 1000
     assert cfg.grace_seconds == 5.0
     assert cfg.log_level == "info"
-    assert cfg.verify_key is None
-    assert cfg.signing_key is None
+    assert cfg.verifier is None
+    assert cfg.signer is None
     assert cfg.mint_secret is None
-    assert cfg.required_claims == ()
+    assert cfg.policy.required == ()
 
 
 def test_secure_is_the_default_mode() -> None:
     cfg = config.load({"AUTH_JWT_ALG": "HS256", "AUTH_JWT_KEY": HS_SECRET})
     assert cfg.mode == "secure"
     assert cfg.alg == "HS256"
-    assert cfg.verify_key is not None
-    assert cfg.signing_key is cfg.verify_key
-    assert cfg.required_claims == ("iat", "exp")
+    assert cfg.verifier is not None and cfg.signer is not None
+    assert cfg.verifier.verify({}, b"x.y", cfg.signer.sign(b"x.y"))  # one shared secret
+    assert cfg.policy.required == ("iat", "exp")
 
 
 def test_nothing_set_is_secure_mode_without_alg_or_key() -> None:
@@ -149,15 +151,15 @@ def test_settings_table_matches_the_defaults() -> None:
 def test_secure_config_per_algorithm(alg: str) -> None:
     cfg = config.load(secure_env(alg, AUTH_JWT_ISS="me", AUTH_JWT_AUD="you"))
     assert (cfg.mode, cfg.alg, cfg.iss, cfg.aud) == ("secure", alg, "me", "you")
-    assert cfg.required_claims == ("iat", "exp", "iss", "aud")
-    assert cfg.verify_key is not None
-    assert cfg.signing_key is not None
+    assert cfg.policy.required == ("iat", "exp", "iss", "aud")
+    assert cfg.verifier is not None
+    assert cfg.signer is not None
 
 
 def test_iss_and_aud_are_required_only_when_set() -> None:
     base = secure_env("HS256")
-    assert config.load({**base, "AUTH_JWT_ISS": "me"}).required_claims == ("iat", "exp", "iss")
-    assert config.load({**base, "AUTH_JWT_AUD": "you"}).required_claims == ("iat", "exp", "aud")
+    assert config.load({**base, "AUTH_JWT_ISS": "me"}).policy.required == ("iat", "exp", "iss")
+    assert config.load({**base, "AUTH_JWT_AUD": "you"}).policy.required == ("iat", "exp", "aud")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,9 +339,9 @@ def test_garbage_pem(alg: str, name: str) -> None:
 @pytest.mark.parametrize("alg", RS_ALGS + ES_ALGS)
 def test_signing_key_that_pairs(alg: str) -> None:
     cfg = config.load(secure_env(alg))
-    assert cfg.signing_key is not None
-    assert cfg.verify_key is not None
-    assert cfg.signing_key.public_key().to_pem() == cfg.verify_key.public_key().to_pem()
+    assert cfg.signer is not None
+    assert cfg.verifier is not None
+    assert cfg.verifier.verify({}, b"x.y", cfg.signer.sign(b"x.y"))
 
 
 @pytest.mark.parametrize("alg", RS_ALGS + ES_ALGS)
@@ -347,7 +349,7 @@ def test_rs_es_without_signing_key_loads_with_mint_off(alg: str) -> None:
     env = secure_env(alg, SIDECAR_MINT_SECRET=MINT_SECRET)
     del env["AUTH_JWT_SIGNING_KEY"]
     cfg = config.load(env)
-    assert cfg.signing_key is None
+    assert cfg.signer is None
     assert "mint=off" in cfg.describe()
 
 
@@ -460,7 +462,7 @@ def test_pem_files(tmp_path: Path, alg: str) -> None:
             "AUTH_JWT_SIGNING_KEY_FILE": str(private),
         }
     )
-    assert cfg.signing_key is not None
+    assert cfg.signer is not None
     now = int(time.time())
     assert accepts(cfg, sign(alg, {"sub": "alice", "iat": now, "exp": now + 60}))
 
@@ -763,7 +765,7 @@ def test_empty_string_counts_as_unset() -> None:
     cfg = config.load(env)
     assert cfg == config.load({"AUTH_MODE": "insecure"})
     secure = config.load({"AUTH_MODE": "", **secure_env("HS256"), "AUTH_JWT_ISS": ""})
-    assert (secure.mode, secure.iss, secure.required_claims) == ("secure", None, ("iat", "exp"))
+    assert (secure.mode, secure.iss, secure.policy.required) == ("secure", None, ("iat", "exp"))
     assert only_problem({"AUTH_JWT_ALG": "HS256", "AUTH_JWT_KEY": ""}) == KEY_PROBLEM
 
 
@@ -824,3 +826,53 @@ def test_problem_lines_never_show_secrets() -> None:
     bad_pem = key_pair("RS256").private_pem
     text = "\n".join(problems({"AUTH_JWT_ALG": "RS256", "AUTH_JWT_KEY": bad_pem}))
     assert _fragments({"AUTH_JWT_KEY": bad_pem})[1] not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# The table: every setting's parser, target, default and subcommands are declared in its row
+
+
+def test_every_default_is_the_table_row_parsed() -> None:
+    cfg = config.load(secure_env("HS256"))
+    defaulted = [s for s in SETTINGS if s.field and s.default is not None and s.parse]
+    assert len(defaulted) >= 10
+    for setting in defaulted:
+        assert setting.field is not None and setting.parse is not None
+        target: object = cfg
+        for name in setting.field.split("."):
+            target = getattr(target, name)
+        assert target == setting.parse(setting.default), setting.env
+
+
+def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
+    names = {f.name for f in dataclasses.fields(Config)}
+    envoy = {f.name for f in dataclasses.fields(config.EnvoyConfig)}
+    targets = [s.field for s in SETTINGS if s.field]
+    assert len(set(targets)) == len(targets)
+    top = {t for t in targets if "." not in t}
+    nested = {t.removeprefix("envoy.") for t in targets if t.startswith("envoy.")}
+    fetch = {t.removeprefix("fetch.") for t in targets if t.startswith("fetch.")}
+    # The key rules give verifier, signer, alg, remote and warnings; the loader the files it
+    # read; SIDECAR_CONFIG_FILE the issuers; envoy and fetch are groups.
+    derived = {"verifier", "signer", "alg", "remote", "warnings", "files", "issuers"}
+    assert top | derived | {"envoy", "fetch"} == names
+    assert nested == envoy
+    assert fetch == {f.name for f in dataclasses.fields(FetchSettings)}
+
+
+def test_every_setting_is_offered_to_serve_and_only_known_commands() -> None:
+    for setting in SETTINGS:
+        assert config.SERVE in setting.commands, setting.env
+        assert setting.commands <= {config.SERVE, config.MINT, config.VALIDATE}, setting.env
+    # A *_FILE row offers its flag wherever its secret's row does.
+    by_env = {s.env: s for s in SETTINGS}
+    for setting in SETTINGS:
+        if setting.parse is None:
+            secret = by_env[setting.env.removesuffix("_FILE")]
+            assert secret.secret and secret.commands == setting.commands
+            assert secret.secure_only == setting.secure_only
+
+
+def test_mode_is_an_enum() -> None:
+    assert config.load({"AUTH_MODE": "insecure"}).mode is Mode.INSECURE
+    assert config.load(secure_env("HS256")).mode is Mode.SECURE

@@ -19,7 +19,6 @@ from sidecar import config
 from sidecar.config import Config
 from sidecar.envoy import EnvoyAuthorization
 from sidecar.errors import ConfigError
-from sidecar.validator import Validator
 
 # A fixed instant, injected into every Validator here: no decision may depend on how long the
 # suite ran between collecting these parameters and running them.
@@ -34,7 +33,7 @@ OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
 def check_for(cfg: Config) -> EnvoyAuthorization:
-    return EnvoyAuthorization(Validator(cfg, clock), cfg.envoy)
+    return EnvoyAuthorization(config.build_validator(cfg, clock), cfg.envoy)
 
 
 def request(
@@ -280,12 +279,12 @@ async def test_a_garbage_token_is_invalid_token() -> None:
 @pytest.mark.parametrize("make", [insecure_config, lambda: secure_config("HS256")])
 async def test_check_decides_exactly_as_validate(token: str, make: Any) -> None:
     cfg = make()
-    decision = Validator(cfg, clock).decide(token)
+    decision = config.build_validator(cfg, clock).decide(token)
     response = await check(cfg, headers={"authorization": f"Bearer {token}"} if token else {})
     if decision.valid:
         assert_allowed(response, decision.user_id)
     elif token:
-        assert body(response)["reason"] == f"REASON_{decision.reason.name}"
+        assert body(response)["reason"] == decision.reason.wire
         assert body(response)["message"] == decision.message
     else:
         assert body(response)["error"] == "missing_token"

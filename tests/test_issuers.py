@@ -14,7 +14,6 @@ from support import HS_SECRET, key_pair, signing_material, unsigned
 
 from sidecar import config
 from sidecar.errors import ConfigError, Reason
-from sidecar.minter import Minter
 from sidecar.routing import IssuerRouter, decider
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "issuers.toml"
@@ -107,7 +106,7 @@ def test_an_unknown_issuer_is_refused_before_any_crypto(
 
 def test_mint_signs_as_the_marked_issuer(two_issuers: dict[str, str]) -> None:
     cfg = config.load({**two_issuers, "SIDECAR_MINT_SECRET": "m" * 40})
-    minted = Minter(cfg).mint("carol").token
+    minted = config.build_minter(cfg).mint("carol").token
     assert jwt.decode(minted, options={"verify_signature": False})["iss"] == "https://b"
     decision = decider(cfg).decide(minted)
     assert (decision.valid, decision.user_id) == (True, "carol")
@@ -117,7 +116,7 @@ def test_without_a_mint_table_mint_is_off(two_issuers: dict[str, str]) -> None:
     path = Path(two_issuers["SIDECAR_CONFIG_FILE"])
     path.write_text(path.read_text().replace("mint = true", ""))
     cfg = config.load(two_issuers)
-    assert cfg.signing_key is None
+    assert cfg.signer is None
 
 
 @pytest.mark.parametrize(
@@ -207,7 +206,7 @@ def test_the_example_file_loads(tmp_path: Path) -> None:
         "https://sync.example.com",
     ]
     assert cfg.iss == "https://sync.example.com"
-    assert cfg.signing_key is not None
+    assert cfg.signer is not None
     assert [c.remote.url if c.remote else None for c in cfg.issuers] == [
         "https://sso.example.com/realms/app",
         "https://example.eu.auth0.com/.well-known/jwks.json",

@@ -15,8 +15,6 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from sidecar import config, jwks
 from sidecar.errors import ConfigError, KeysUnavailable, Reason
-from sidecar.minter import Minter
-from sidecar.validator import Validator
 
 SECURE = {"AUTH_MODE": "secure"}
 
@@ -86,7 +84,7 @@ def test_a_jwks_file_verifies_tokens_by_kid(
     cfg = config.load({**SECURE, "AUTH_JWT_ALG": "RS256, ES256", "AUTH_JWT_JWKS_FILE": path})
     assert cfg.warnings == ("skipped kid 'ed': unknown key type 'OKP'",)
     assert "alg=ES256,RS256 keys=jwks-file" in cfg.describe()
-    validator = Validator(cfg)
+    validator = config.build_validator(cfg)
     assert validator.decide(token(rsa_key, "RS256", "r")).user_id == "alice"
     assert validator.decide(token(ec_key, "ES256", "e")).valid
     assert validator.decide(token(ec_key, "ES256", "r")).reason == Reason.BAD_SIGNATURE
@@ -116,8 +114,8 @@ def test_a_bad_jwks_file_is_a_config_error(
 @pytest.mark.parametrize(
     ("alg", "problem"),
     [
-        ("RS256,HS256", "never holds HS secrets"),
-        ("RS256,XS1", "expected a comma-separated list of RS256"),
+        ("RS256,HS256", "never holds secrets"),
+        ("RS256,XS1", "Missing or invalid 'alg'"),
         ("", "Missing or invalid 'alg'"),
     ],
 )
@@ -143,7 +141,7 @@ def test_a_url_source_waits_for_its_keys(rsa_key: rsa.RSAPrivateKey) -> None:
     assert cfg.fetch.refresh == 300
     assert cfg.fetch.min_refresh == 10
     with pytest.raises(KeysUnavailable):
-        Validator(cfg).decide(token(rsa_key, "RS256", None))
+        config.build_validator(cfg).decide(token(rsa_key, "RS256", None))
 
 
 @pytest.mark.parametrize(
@@ -170,7 +168,7 @@ def test_an_oidc_issuer_is_the_required_iss_unless_told_otherwise() -> None:
     cfg = config.load(env)
     assert cfg.iss == "https://idp.example/r"
     assert cfg.remote is not None and cfg.remote.discovery
-    assert "iss" in cfg.required_claims
+    assert "iss" in cfg.policy.required
     other = config.load({**env, "AUTH_JWT_ISS": "https://tokens.example"})
     assert other.iss == "https://tokens.example"
 
@@ -187,8 +185,8 @@ def test_fetch_settings_are_checked(tmp_path: Path) -> None:
         "SIDECAR_JWKS_CA_FILE": str(not_pem),
     }
     assert problems(env) == [
-        "SIDECAR_JWKS_MIN_REFRESH_SECONDS: must not exceed SIDECAR_JWKS_REFRESH_SECONDS (5)",
         f"SIDECAR_JWKS_CA_FILE: cannot use {not_pem}: no PEM certificates in it",
+        "SIDECAR_JWKS_MIN_REFRESH_SECONDS: must not exceed SIDECAR_JWKS_REFRESH_SECONDS (5)",
     ]
 
 
@@ -207,9 +205,9 @@ def test_mint_with_a_jwks_file_signs_with_the_jwks_kid(
         "AUTH_JWT_SIGNING_KEY": pem(rsa_key),
     }
     cfg = config.load(env)
-    minted = Minter(cfg).mint("bob").token
+    minted = config.build_minter(cfg).mint("bob").token
     assert jwt.get_unverified_header(minted) == {"alg": "RS256", "typ": "JWT", "kid": "rsa-1"}
-    assert Validator(cfg).decide(minted).user_id == "bob"
+    assert config.build_validator(cfg).decide(minted).user_id == "bob"
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert problems({**env, "AUTH_JWT_SIGNING_KEY": pem(stranger)}) == [
         "AUTH_JWT_SIGNING_KEY: is not the private half of a key in AUTH_JWT_JWKS_FILE; "
@@ -228,5 +226,5 @@ def test_mint_without_a_jwks_kid_uses_the_thumbprint(
         "AUTH_JWT_JWKS_FILE": path,
         "AUTH_JWT_SIGNING_KEY": pem(ec_key),
     }
-    minted = Minter(config.load(env)).mint("bob").token
+    minted = config.build_minter(config.load(env)).mint("bob").token
     assert jwt.get_unverified_header(minted)["kid"] == jwks.thumbprint(jwk)

@@ -29,7 +29,7 @@ from support import (
     verify_material,
 )
 
-from sidecar import config
+from sidecar import config, keys
 from sidecar.config import Config
 from sidecar.errors import (
     MintDisabled,
@@ -40,7 +40,6 @@ from sidecar.errors import (
     Reason,
 )
 from sidecar.minter import DEFAULT_TTL_SECONDS, Minted, Minter
-from sidecar.validator import Validator
 
 NOW = 1_700_000_000
 ISS = "https://issuer.example"
@@ -72,11 +71,11 @@ def secure(alg: str, **env: str) -> Config:
 
 
 def minter(cfg: Config, now: float = NOW) -> Minter:
-    return Minter(cfg, clock=lambda: now)
+    return config.build_minter(cfg, clock=lambda: now)
 
 
 def validate(cfg: Config, token: str, now: float = NOW) -> Any:
-    return Validator(cfg, clock=lambda: now).decide(token)
+    return config.build_validator(cfg, clock=lambda: now).decide(token)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +227,9 @@ def test_secure_writes_iss_aud_and_namespace(alg: str) -> None:
 def test_secure_token_passes_pyjwt(alg: str, extra: dict[str, str]) -> None:
     cfg = secure(alg, **extra)
     now = int(time.time())
-    minted = Minter(cfg).mint("alice", {"role": "admin"})  # the real clock, as PyJWT uses it
+    minted = config.build_minter(cfg).mint(
+        "alice", {"role": "admin"}
+    )  # the real clock, as PyJWT uses it
     claims = jwt.decode(
         minted.token,
         verify_material(alg),
@@ -526,3 +527,13 @@ def test_any_non_blank_user_round_trips(user: str) -> None:
         decision = validate(cfg, minter(cfg).mint(user).token)
         assert decision.valid
         assert decision.user_id == user
+
+
+def test_a_signer_with_a_kid_names_it_in_the_header() -> None:
+    """The core signs through the Signer interface; a key id, when the signer has one, is sent."""
+    cfg = secure("HS256")
+    assert isinstance(cfg.signer, keys.JoseSigner)
+    signer = keys.JoseSigner("HS256", cfg.signer.key, kid="key-1")
+    minted = Minter(cfg.policy, cfg.mint_policy, signer, lambda: NOW).mint("alice")
+    assert segment(minted.token, 0) == {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
+    assert validate(cfg, minted.token).valid

@@ -105,6 +105,8 @@ def provider() -> Iterator[Provider]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def until(condition: Callable[[], bool], timeout: float = 20) -> None:

@@ -19,9 +19,8 @@ from jwt.algorithms import get_default_algorithms
 from support import b64url, insecure_config, secure_config, signing_material
 
 from sidecar import jws
-from sidecar.config import Config
+from sidecar.config import Config, build_minter, build_validator
 from sidecar.errors import Reason
-from sidecar.minter import Minter
 from sidecar.validator import Decision, Validator
 
 NOW = 1_700_000_000
@@ -51,7 +50,7 @@ def config(name: str) -> Config:
 
 @cache
 def validator(name: str) -> Validator:
-    return Validator(config(name), clock=lambda: NOW)
+    return build_validator(config(name), clock=lambda: NOW)
 
 
 # Electric's messages, and the reason each one goes with.
@@ -263,7 +262,7 @@ def test_minted_tokens_validate_to_their_user(
     name: str, user: str, claims: dict[str, Any], ttl: int | None
 ) -> None:
     cfg = config(name)
-    minted = Minter(cfg, clock=lambda: NOW).mint(user, claims, ttl=ttl)
+    minted = build_minter(cfg, clock=lambda: NOW).mint(user, claims, ttl=ttl)
     decision = decide(name, minted.token)
     assert decision.valid, decision
     assert decision.user_id == user

@@ -436,7 +436,7 @@ def test_undecodable_request_fails_that_call_only(insecure_tcp: Sidecar) -> None
 
 def test_core_reasons_match_the_proto() -> None:
     """The service passes reasons by value; names and values must agree one to one."""
-    assert {f"REASON_{r.name}": r.value for r in CoreReason} == dict(auth_pb2.Reason.items())
+    assert {r.wire: r.value for r in CoreReason} == dict(auth_pb2.Reason.items())
 
 
 # -- Mint over the wire ------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from support import (
 )
 
 from authsidecar.v1 import auth_pb2
-from sidecar import jws
-from sidecar.config import Config
+from sidecar import jws, policy
+from sidecar.config import Config, build_validator
 from sidecar.errors import (
     AlgorithmMismatch,
     ExpiredToken,
@@ -81,7 +81,7 @@ def _config(alg: str | None, env: tuple[tuple[str, str], ...]) -> Config:
 
 def validator(alg: str | None, now: float = NOW, **env: str) -> Validator:
     """A validator for `alg` (None: insecure mode) whose clock is stopped at `now`."""
-    return Validator(_config(alg, tuple(sorted(env.items()))), clock=lambda: now)
+    return build_validator(_config(alg, tuple(sorted(env.items()))), clock=lambda: now)
 
 
 def _json(value: Any) -> bytes:
@@ -829,7 +829,7 @@ def test_the_clock_counts_whole_seconds(some_mode: Mode) -> None:
 
 def test_the_clock_is_read_for_every_decision(some_mode: Mode) -> None:
     now = [float(NOW)]
-    v = Validator(_config(some_mode.alg, ()), clock=lambda: now[0])
+    v = build_validator(_config(some_mode.alg, ()), clock=lambda: now[0])
     token = some_mode.token(some_mode.claims(sub="alice", exp=NOW + 10))
     assert v.decide(token).valid
     now[0] = NOW + 12
@@ -1049,10 +1049,10 @@ def test_pyjwt_agrees_on_a_token_we_accept() -> None:
 def test_a_secure_config_without_a_key_is_refused_not_run_open() -> None:
     """Config.load never builds one, but a hand-made secure Config must not skip signatures."""
     with pytest.raises(ValueError, match="verify key"):
-        Validator(Config(mode="secure", alg="HS256"))
+        Validator(policy.Policy(mode=policy.Mode.SECURE, skew=2, max_token_bytes=8192), None)
     forged = unsigned({"sub": "mallory", "iat": NOW, "exp": NOW + 60}, header={"alg": "HS256"})
     loaded = _config("HS256", ())
-    assert_refused(Validator(loaded, clock=lambda: NOW).decide(forged), BAD_SIGNATURE)
+    assert_refused(build_validator(loaded, clock=lambda: NOW).decide(forged), BAD_SIGNATURE)
 
 
 # ---------------------------------------------------------------------------------------------

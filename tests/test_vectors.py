@@ -15,6 +15,7 @@ import pytest
 from support import running
 
 from authsidecar import AuthClient
+from authsidecar.v1.reason import Reason
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = json.loads((ROOT / "tests" / "vectors" / "vectors.json").read_text())
@@ -52,7 +53,7 @@ def test_vector(vector: dict[str, Any], clients: dict[str, AuthClient]) -> None:
     got = {
         "valid": decision.valid,
         "user_id": decision.user_id,
-        "reason": f"REASON_{decision.reason.name}",
+        "reason": Reason(decision.reason).wire,
         "message": decision.message,
     }
     assert got == vector["expect"]

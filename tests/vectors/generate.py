@@ -21,6 +21,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from authsidecar.v1.reason import Reason
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ROOT / "tests" / "keys"
 OUT = ROOT / "tests" / "vectors" / "vectors.json"
@@ -34,27 +36,27 @@ ISS = "https://auth.example"
 AUD = "sync"
 _CURVES = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
 
-VALID = {"valid": True, "reason": "REASON_UNSPECIFIED", "message": ""}
+VALID = {"valid": True, "reason": Reason.UNSPECIFIED.wire, "message": ""}
 
 
-def refused(reason: str, message: str) -> dict[str, Any]:
-    return {"valid": False, "user_id": "", "reason": f"REASON_{reason}", "message": message}
+def refused(reason: Reason, message: str) -> dict[str, Any]:
+    return {"valid": False, "user_id": "", "reason": reason.wire, "message": message}
 
 
-MALFORMED = refused("MALFORMED", "Invalid token")
-MISMATCH = refused("ALGORITHM_MISMATCH", "Signing algorithm mismatch")
-BAD_SIGNATURE = refused("BAD_SIGNATURE", "Invalid token signature")
-EXPIRED = refused("EXPIRED", "Expired token")
-NOT_YET_VALID = refused("NOT_YET_VALID", "Token is not yet valid")
-BAD_USER = refused("INVALID_USER_ID", "Missing or invalid 'user_id'")
+MALFORMED = refused(Reason.MALFORMED, "Invalid token")
+MISMATCH = refused(Reason.ALGORITHM_MISMATCH, "Signing algorithm mismatch")
+BAD_SIGNATURE = refused(Reason.BAD_SIGNATURE, "Invalid token signature")
+EXPIRED = refused(Reason.EXPIRED, "Expired token")
+NOT_YET_VALID = refused(Reason.NOT_YET_VALID, "Token is not yet valid")
+BAD_USER = refused(Reason.INVALID_USER_ID, "Missing or invalid 'user_id'")
 
 
 def missing(claim: str) -> dict[str, Any]:
-    return refused("MISSING_CLAIM", f'Missing required "{claim}" claim')
+    return refused(Reason.MISSING_CLAIM, f'Missing required "{claim}" claim')
 
 
 def invalid(claim: str, shown: str) -> dict[str, Any]:
-    return refused("INVALID_CLAIM", f'Invalid "{claim}" claim value: {shown}')
+    return refused(Reason.INVALID_CLAIM, f'Invalid "{claim}" claim value: {shown}')
 
 
 def key_files(alg: str) -> tuple[Path, Path]:

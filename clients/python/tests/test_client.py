@@ -1,6 +1,6 @@
 """The Python client against real sidecar processes, over TCP and a Unix socket.
 
-Also unit tests of `authsidecar.structs`, the Struct <-> dict conversion the client exposes.
+Also unit tests of `authsidecar.v1.structs`, the Struct <-> dict conversion the client uses.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from authsidecar import (
 )
 from authsidecar import client as client_module
 from authsidecar.client import _mint_request
-from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2
+from authsidecar.v1.structs import from_struct, to_struct
 
 # -- sidecars ----------------------------------------------------------------------------------
 

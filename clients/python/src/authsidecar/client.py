@@ -17,8 +17,8 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from authsidecar.structs import from_struct, to_struct
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.structs import from_struct, to_struct
 
 DEFAULT_TIMEOUT = 2.0
 """Seconds a call may take before it fails with DEADLINE_EXCEEDED."""
