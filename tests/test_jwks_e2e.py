@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +19,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jwks_server import JwksServer, jwks_server
 from jwt.algorithms import RSAAlgorithm
-from support import StartSidecar
+from support import StartSidecar, clean_env
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
@@ -173,3 +176,26 @@ def test_two_issuers_from_a_config_file(
         assert validate(c).message == 'Invalid "iss" claim value: "https://c"'
     sidecar.terminate()
     assert any("issuers=https://a,https://b" in line for line in sidecar.log)
+
+
+def test_cli_validate_fetches_the_keys_once(
+    server: JwksServer, keys: list[rsa.RSAPrivateKey]
+) -> None:
+    server.serve_keys(jwk(keys[0], "a"))
+    command = [sys.executable, "-m", "sidecar", "validate", token(keys[0], "a")]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, env=clean_env(env(server.url)), capture_output=True, text=True, timeout=30
+        )
+
+    down = run()  # the provider is down: no decision, a clear error
+    assert down.returncode == 2
+    assert down.stdout == ""
+    assert "validate: the keys could not be fetched" in down.stderr
+    assert "no keys yet" in down.stderr
+    server.up()
+    up = run()
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["user_id"] == "alice"
+    assert server.count() == 1
