@@ -209,7 +209,6 @@ class Refresher:
         self._warnings: list[str] = []
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
-        self.fetches = 0
         verifier.set_unknown_kid_hook(self.request_refresh)
 
     @property
@@ -269,7 +268,6 @@ class Refresher:
     async def _fetch(self) -> tuple[jwks.KeySet, float | None]:
         if self._jwks_url is None:
             self._jwks_url = await self._discover()
-        self.fetches += 1
         body, age = await self._transport(self._jwks_url)
         try:
             keys, warnings = jwks.parse(body, self._verifier.algorithms, allow_oct=False)
