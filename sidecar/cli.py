@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar import __version__, config, logs
+from sidecar import __version__, config, logs, routing
 from sidecar.errors import ConfigError, KeysUnavailable, MintError
 
 EXIT_INVALID = 1
@@ -39,14 +40,15 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     logs.configure(cfg.log_level, cfg.log_format)
     try:
+        reload = lambda: _config(args)  # noqa: E731 - the same flags, the files read anew
         if cfg.workers == 1 or args.worker:
-            return server.run(cfg, worker=args.worker)
+            return server.run(cfg, reload, worker=args.worker)
         if cfg.listen.startswith("unix:"):
             # Workers cannot share one Unix socket file: the last to bind would replace it.
             logging.getLogger("auth-sidecar").info(
                 "SIDECAR_WORKERS=%d: a Unix socket is served by one process", cfg.workers
             )
-            return server.run(cfg)
+            return server.run(cfg, reload)
         return supervisor.run(cfg, args.argv)
     except server.BindError as error:
         print(error, file=sys.stderr)
@@ -75,8 +77,14 @@ def _mint(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     token = sys.stdin.read().strip() if args.token == "-" else args.token  # noqa: S105
+    cfg = _config(args)
+    for refresher in routing.refreshers_for(cfg):
+        # One fetch, now: the CLI has no background loop to wait for.
+        if not asyncio.run(refresher.refresh()):
+            print("validate: the keys could not be fetched (the reason is above)", file=sys.stderr)
+            return EXIT_CONFIG
     try:
-        decision = config.build_validator(_config(args)).decide(token)
+        decision = routing.decider(cfg).decide(token)
     except KeysUnavailable as error:
         print(f"validate: {error}", file=sys.stderr)
         return EXIT_CONFIG

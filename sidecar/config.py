@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar import keys, tls
+from sidecar import issuers, jwks, keys, tls
 from sidecar.crypto import Signer, Verifier
 from sidecar.errors import ConfigError
+from sidecar.jwks_fetch import FetchSettings, Remote, url_problem
 from sidecar.minter import Minter
 from sidecar.policy import MintPolicy, Mode, Policy
 from sidecar.tls import TlsFiles
@@ -65,9 +67,21 @@ def _mode(raw: str) -> Mode:
     return Mode(raw)
 
 
-def _algorithm(raw: str) -> str:
-    if raw not in keys.ALGORITHMS:
+def _algorithms(raw: str) -> tuple[str, ...]:
+    """One algorithm, or (with a JWKS source) a comma-separated allow-list."""
+    algs = tuple(dict.fromkeys(a.strip() for a in raw.split(",") if a.strip()))
+    if not algs or any(a not in keys.ALGORITHMS for a in algs):
         raise Invalid(_ALG_PROBLEM)
+    return algs
+
+
+def _ca_file(raw: str) -> str:
+    try:
+        ssl.create_default_context(cafile=raw)
+    except ssl.SSLError:  # before OSError: it is one
+        raise Invalid(f"cannot use {raw}: no PEM certificates in it") from None
+    except OSError as error:
+        raise Invalid(f"cannot use {raw}: {error.strerror}") from None
     return raw
 
 
@@ -195,6 +209,7 @@ class Setting:
 
 _SERVE = frozenset((SERVE,))
 _SERVE_MINT = frozenset((SERVE, MINT))
+_SERVE_VALIDATE = frozenset((SERVE, VALIDATE))
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -206,9 +221,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "AUTH_JWT_ALG",
-        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required)",
-        _algorithm,
-        field="alg",
+        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required); with a JWKS source, "
+        "a comma-separated allow-list such as `RS256,ES256`",
+        _algorithms,
         secure_only=True,
         missing=_ALG_PROBLEM,
     ),
@@ -224,6 +239,32 @@ SETTINGS: tuple[Setting, ...] = (
         "AUTH_JWT_KEY_FILE",
         "secure: read AUTH_JWT_KEY from this file instead",
         None,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_JWKS_FILE",
+        "secure: key source: a JWK Set file (RFC 7517)",
+        _text,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_JWKS_URL",
+        "secure: key source: a JWK Set fetched from this https:// URL",
+        _text,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_OIDC_ISSUER",
+        "secure: key source: this OpenID issuer's `jwks_uri` (from its discovery document); "
+        "`iss` must equal it unless AUTH_JWT_ISS is set",
+        _text,
+        secure_only=True,
+    ),
+    Setting(
+        issuers.CONFIG_FILE,
+        "secure: a TOML file with one [[issuers]] table per trusted issuer, instead of the "
+        "AUTH_JWT_ variables",
+        _text,
         secure_only=True,
     ),
     Setting(
@@ -405,6 +446,61 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_RELOAD_SECONDS",
+        "check the configuration's files for changes this often, and reload (0: only on SIGHUP)",
+        _whole(0, 86400),
+        "10",
+        "reload_seconds",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_REFRESH_SECONDS",
+        "JWKS URL/OIDC: refetch the keys this often",
+        _whole(1, 86400),
+        "300",
+        "fetch.refresh",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
+        "JWKS URL/OIDC: shortest time between fetches (an unknown kid refetches at most this often;"
+        " Cache-Control max-age is kept within these two)",
+        _whole(1, 3600),
+        "10",
+        "fetch.min_refresh",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_TIMEOUT_SECONDS",
+        "JWKS URL/OIDC: time limit for one fetch",
+        _whole(1, 300),
+        "5",
+        "fetch.timeout",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_MAX_BYTES",
+        "JWKS URL/OIDC: larger responses are refused",
+        _whole(1024, 16 << 20),
+        "262144",
+        "fetch.max_bytes",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_CA_FILE",
+        "JWKS URL/OIDC: trust these PEM CAs instead of the system's",
+        _ca_file,
+        field="fetch.ca_file",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_ALLOW_HTTP",
+        "JWKS URL/OIDC: allow http:// to hosts that are not loopback (never in production)",
+        _bool,
+        "false",
+        "fetch.allow_http",
+    ),
+    Setting(
         "SIDECAR_ENVOY_TOKEN_HEADER",
         "Envoy: also read the token from this header",
         _header,
@@ -476,6 +572,8 @@ SETTINGS: tuple[Setting, ...] = (
 
 # Settings that only secure mode uses; Electric refuses them in insecure mode.
 SECURE_ONLY = tuple(s.env for s in SETTINGS if s.secure_only)
+# The key sources of one issuer; exactly one is set. AUTH_JWT_KEY stands for its _FILE too.
+KEY_SOURCES = ("AUTH_JWT_KEY", "AUTH_JWT_JWKS_FILE", "AUTH_JWT_JWKS_URL", "AUTH_JWT_OIDC_ISSUER")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,9 +626,20 @@ class Config:
     tls: TlsFiles | None
     shape_claim: str | None
     envoy: EnvoyConfig
+    reload_seconds: int
+    fetch: FetchSettings
     verifier: Verifier | None = field(repr=False)
     signer: Signer | None = field(repr=False)
     mint_secret: bytes | None = field(repr=False)
+    # A JWKS URL or OIDC source: `verifier` is then a JwksVerifier that a Refresher fills.
+    remote: Remote | None = None
+    # Keys that a JWKS file holds but that cannot be used; the server logs them.
+    warnings: tuple[str, ...] = ()
+    # SIDECAR_CONFIG_FILE: every trusted issuer, each a whole Config; tokens go by their `iss`.
+    # Empty: this Config is the one issuer. Either way this Config is the one Mint signs as.
+    issuers: tuple[Config, ...] = ()
+    # The files this configuration was read from; hot reload watches them.
+    files: tuple[str, ...] = ()
 
     @property
     def policy(self) -> Policy:
@@ -560,7 +669,12 @@ class Config:
     def describe(self) -> str:
         """A log-safe summary: names and choices, never a key or secret."""
         parts = [f"mode={self.mode}"]
-        if self.alg:
+        if self.issuers:
+            parts.append(f"issuers={','.join(str(c.iss) for c in self.issuers)}")
+        elif isinstance(self.verifier, jwks.JwksVerifier):
+            parts.append(f"alg={','.join(sorted(self.verifier.algorithms))}")
+            parts.append(f"keys={self.remote.url if self.remote else 'jwks-file'}")
+        elif self.alg:
             parts.append(f"alg={self.alg}")
         transport = "plaintext" if not self.tls else "mtls" if self.tls.client_ca_file else "tls"
         parts += [
@@ -594,7 +708,12 @@ def build_minter(config: Config, clock: Callable[[], float] = time.time) -> Mint
 
 def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
     """Builds a `Config` from variables and flags (keyed by variable name); or ConfigError."""
-    return _Loader(env, flags or {}).load()
+    flags = flags or {}
+    path = flags.get(issuers.CONFIG_FILE) or env.get(issuers.CONFIG_FILE)
+    mode = flags.get("AUTH_MODE") or env.get("AUTH_MODE")
+    if path and mode != Mode.INSECURE:  # insecure mode refuses it with the other secure settings
+        return issuers.load(path, env, flags, load)
+    return _Loader(env, flags).load()
 
 
 class _Loader:
@@ -604,6 +723,7 @@ class _Loader:
         self.problems: list[str] = []
         # Settings that already have a problem line: no second line about them.
         self._failed: set[str] = set()
+        self._files: list[str] = []
 
     def load(self) -> Config:
         values: dict[str, Any] = {}
@@ -611,10 +731,16 @@ class _Loader:
             if not setting.secure_only:
                 values[setting.env] = self._value(setting)
         mode = values["AUTH_MODE"]
+        source = self._key_source() if mode is Mode.SECURE else None
+        if source not in (None, "AUTH_JWT_KEY"):
+            self._failed.add("AUTH_JWT_KEY")  # not missing: another key source is set
         for setting in SETTINGS:
             if not setting.secure_only:
                 continue
             if mode is Mode.SECURE:
+                if setting.env == "AUTH_JWT_KEY" and source not in (None, "AUTH_JWT_KEY"):
+                    values[setting.env] = None  # another key source is the one in use
+                    continue
                 values[setting.env] = self._value(setting)
             elif mode is Mode.INSECURE and self._get(setting.env) is not None:
                 # Electric's safety net: a key set in insecure mode is almost always a mistake.
@@ -623,18 +749,134 @@ class _Loader:
                     "is set, but AUTH_MODE=insecure does not use it. "
                     "Did you forget to set AUTH_MODE=secure?",
                 )
-        verifier, signer = self._keys(values) if mode is Mode.SECURE else (None, None)
         tls_files = self._tls(values)
         self._one_process_for_http(values)
-        if self.problems:
-            raise ConfigError(self.problems)
-        fields: dict[str, Any] = {"verifier": verifier, "signer": signer, "tls": tls_files}
-        envoy: dict[str, Any] = {}
+        fields: dict[str, Any] = {"verifier": None, "signer": None, "alg": None, "tls": tls_files}
+        groups: dict[str, dict[str, Any]] = {"": fields, "envoy": {}, "fetch": {}}
         for setting in SETTINGS:
             if setting.field is not None:
                 group, _, name = setting.field.rpartition(".")
-                (envoy if group else fields)[name] = values.get(setting.env)
-        return Config(envoy=EnvoyConfig(**envoy), **fields)
+                groups[group][name] = values.get(setting.env)
+        if mode is Mode.SECURE and source in (None, "AUTH_JWT_KEY"):
+            algs = values["AUTH_JWT_ALG"]
+            if algs is not None and len(algs) > 1:
+                self._problem("AUTH_JWT_ALG", _ALG_PROBLEM + "; a list needs a JWKS key source")
+                algs = None
+            values = {**values, "AUTH_JWT_ALG": algs[0] if algs else None}
+            fields["alg"] = values["AUTH_JWT_ALG"]
+            fields["verifier"], fields["signer"] = self._keys(values)
+        elif mode is Mode.SECURE and source is not None and source != "conflict":
+            fields.update(self._jwks_keys(source, values))
+        fetch = groups["fetch"]
+        if None not in (fetch["refresh"], fetch["min_refresh"]) and (
+            fetch["min_refresh"] > fetch["refresh"]
+        ):
+            self._problem(
+                "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
+                f"must not exceed SIDECAR_JWKS_REFRESH_SECONDS ({fetch['refresh']})",
+            )
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Config(
+            envoy=EnvoyConfig(**groups["envoy"]),
+            fetch=FetchSettings(**fetch),
+            files=tuple(self._files),
+            **fields,
+        )
+
+    def _key_source(self) -> str | None:
+        """The one key source that is set; "conflict" (and a problem naming both) when two are."""
+        given = [
+            name
+            for name in KEY_SOURCES
+            if self._get(name) is not None
+            or (name == "AUTH_JWT_KEY" and self._get("AUTH_JWT_KEY_FILE") is not None)
+        ]
+        if len(given) > 1:
+            first, second = (
+                "AUTH_JWT_KEY_FILE"
+                if n == "AUTH_JWT_KEY" and self._get("AUTH_JWT_KEY") is None
+                else n
+                for n in given[:2]
+            )
+            self._problem(second, f"is set together with {first}; set exactly one key source")
+            self._failed.add("AUTH_JWT_KEY")
+            return "conflict"
+        return given[0] if given else None
+
+    def _jwks_keys(self, source: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Secure mode with a JWK Set: from a file now, or from a URL once the server runs."""
+        algs: tuple[str, ...] = values["AUTH_JWT_ALG"] or ()
+        remote_source = source != "AUTH_JWT_JWKS_FILE"
+        if remote_source and any(a in keys.HS_ALGS for a in algs):
+            self._problem(
+                "AUTH_JWT_ALG",
+                "lists an HS algorithm, but a key set from a URL never holds secrets",
+            )
+            algs = ()
+        verifier = jwks.JwksVerifier(frozenset(algs))
+        remote = None
+        warnings: list[str] = []
+        location = self._get(source) or ""
+        if not remote_source:
+            self._files.append(location)
+            try:
+                document = Path(location).read_bytes()
+            except OSError as error:
+                self._problem(source, f"cannot read {location}: {error.strerror}")
+            else:
+                try:
+                    key_set, warnings = jwks.parse(document, verifier.algorithms, allow_oct=True)
+                    verifier.update(key_set)
+                except jwks.JwksProblem as problem:
+                    if algs:
+                        self._problem(source, f"{location} {problem}")
+        else:
+            refused = url_problem(location, bool(values["SIDECAR_JWKS_ALLOW_HTTP"]))
+            if refused is not None:
+                self._problem(source, refused)
+            remote = Remote(location, discovery=source == "AUTH_JWT_OIDC_ISSUER")
+        iss = values["AUTH_JWT_ISS"]
+        if iss is None and source == "AUTH_JWT_OIDC_ISSUER":
+            iss = location
+        alg, signer = self._jwks_signer(algs, values["AUTH_JWT_SIGNING_KEY"], verifier.keys)
+        return {
+            "alg": alg or (algs[0] if algs else None),
+            "iss": iss,
+            "verifier": verifier,
+            "remote": remote,
+            "signer": signer,
+            "warnings": tuple(warnings),
+        }
+
+    def _jwks_signer(
+        self, algs: tuple[str, ...], material: str | None, key_set: jwks.KeySet | None
+    ) -> tuple[str | None, Signer | None]:
+        """Mint's alg and signer from AUTH_JWT_SIGNING_KEY: the first allowed alg it fits; its
+        kid is the JWK's own when the key is in the JWKS file, else its thumbprint."""
+        candidates = [a for a in algs if a not in keys.HS_ALGS]
+        if material is None or not candidates:
+            return None, None
+        first: keys.KeyProblem | None = None
+        for alg in candidates:
+            try:
+                signer = keys.signer(alg, material, None)
+            except keys.KeyProblem as problem:
+                first = first or problem
+                continue
+            thumbprint = signer.kid or ""
+            if key_set is not None and thumbprint not in key_set.thumbprints:
+                self._problem(
+                    "AUTH_JWT_SIGNING_KEY",
+                    "is not the private half of a key in AUTH_JWT_JWKS_FILE; "
+                    "Mint's tokens would not verify",
+                )
+                return None, None
+            if key_set is not None:
+                signer.kid = key_set.kid_by_thumbprint.get(thumbprint, thumbprint)
+            return alg, signer
+        self._problem("AUTH_JWT_SIGNING_KEY", str(first))
+        return None, None
 
     def _value(self, setting: Setting) -> Any:
         """The setting's parsed value, its default's when unset, or None (with a problem)."""
@@ -741,6 +983,7 @@ class _Loader:
                 self._problem(name, "is not UTF-8 text")
                 return None
             return value
+        self._files.append(path)
         try:
             return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as error:

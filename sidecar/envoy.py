@@ -61,6 +61,11 @@ class EnvoyAuthorization:
             metadata={"reason": "MISSING_TOKEN"},
         )
 
+    def swap(self, validator: Decider) -> None:
+        """Hot reload: later calls use this validator (the Envoy settings come from the
+        environment, which does not change while the process runs)."""
+        self._validator = validator
+
     async def Check(  # noqa: N802 - gRPC method name
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:

@@ -9,6 +9,8 @@ signing and verifying; only this module knows it.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -85,6 +87,30 @@ class JoseSigner:
         return bytes(self.key.sign(signing_input))
 
 
+# RFC 7638 §3.2: the members of each key type that its thumbprint covers.
+_THUMBPRINT_MEMBERS = {
+    "RSA": ("e", "kty", "n"),
+    "EC": ("crv", "kty", "x", "y"),
+    "oct": ("k", "kty"),
+}
+
+
+def thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK thumbprint (SHA-256, base64url): a key's name derived from the key alone."""
+    members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
+    if members is None or not all(isinstance(jwk.get(m), str) for m in members):
+        raise ValueError("a thumbprint needs kty RSA, EC or oct with its required members")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def key_thumbprint(key: Key) -> str:
+    """The RFC 7638 thumbprint of a python-jose key's public half (an HMAC key's secret)."""
+    public = key if isinstance(key, CryptographyHMACKey) else key.public_key()
+    return thumbprint(public.to_dict())
+
+
 def verifier(alg: str, material: str) -> JoseVerifier:
     """Builds what checks signatures for `alg` from AUTH_JWT_KEY's value."""
     if alg in HS_ALGS:
@@ -95,12 +121,16 @@ def verifier(alg: str, material: str) -> JoseVerifier:
 
 
 def hs_signer(verifier: JoseVerifier) -> JoseSigner:
-    """HS algorithms sign with the shared secret that verifies."""
-    return JoseSigner(verifier.alg, verifier.key)
+    """HS algorithms sign with the shared secret that verifies. Its kid is its thumbprint."""
+    return JoseSigner(verifier.alg, verifier.key, key_thumbprint(verifier.key))
 
 
-def signer(alg: str, material: str, verifier: JoseVerifier) -> JoseSigner:
-    """Builds Mint's signer for an RS or ES `alg` and checks it pairs with `verifier`."""
+def signer(alg: str, material: str, verifier: JoseVerifier | None) -> JoseSigner:
+    """Builds Mint's signer for an RS or ES `alg` and checks it pairs with `verifier`.
+
+    `verifier=None` (a JWK Set is the key source) leaves the pairing check to the caller. The
+    kid is the key's RFC 7638 thumbprint; the caller may rename it after a JWK's own kid.
+    """
     try:
         private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
     except (ValueError, TypeError):
@@ -109,9 +139,9 @@ def signer(alg: str, material: str, verifier: JoseVerifier) -> JoseSigner:
         raise KeyProblem(_not_valid(alg, "private"))
     _check_fits(alg, private.public_key())
     key = _asymmetric(alg, private)
-    if key.public_key().to_pem() != verifier.key.public_key().to_pem():
+    if verifier is not None and key.public_key().to_pem() != verifier.key.public_key().to_pem():
         raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
-    return JoseSigner(alg, key)
+    return JoseSigner(alg, key, key_thumbprint(key))
 
 
 def _hmac_key(alg: str, material: str) -> Key:

@@ -6,19 +6,23 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, binding, cache, envoy, limits, service, tls
+from sidecar import __version__, binding, cache, envoy, limits, routing, service, tls
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
-from sidecar.config import Config, build_minter, build_validator
+from sidecar.config import Config, build_minter
 from sidecar.envoy import EnvoyAuthorization
+from sidecar.jwks_fetch import Refresher
 from sidecar.observe import Observability
 from sidecar.policy import Mode
+from sidecar.reload import KeyFetchers, Reloader
 from sidecar.service import AuthService
 from sidecar.traffic import Traffic
 
@@ -31,16 +35,19 @@ QUIET_SECONDS = 0.1
 STOP_SECONDS = 1.0
 
 
-def run(config: Config, worker: bool = False) -> int:
+def run(config: Config, load: Callable[[], Config] | None = None, worker: bool = False) -> int:
     """Serves until SIGTERM or SIGINT, then drains and returns 0.
 
-    A supervisor's `worker` shares its port with the other workers, and also drains when the
+    `load` re-reads the configuration: with it, SIGHUP and changed files reload it. A
+    supervisor's `worker` shares its port with the other workers, and also drains when the
     supervisor is gone (see supervisor.py).
     """
-    return asyncio.run(serve(config, worker))
+    return asyncio.run(serve(config, load, worker))
 
 
-async def serve(config: Config, worker: bool = False) -> int:
+async def serve(
+    config: Config, load: Callable[[], Config] | None = None, worker: bool = False
+) -> int:
     # Handlers first: once the start-up line is out, a signal must mean a drain, not a kill.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,7 +60,7 @@ async def serve(config: Config, worker: bool = False) -> int:
     auth, check = assemble(config, observe)
     observe.open()
     try:
-        return await _serve(config, auth, check, observe, stopping, worker)
+        return await _serve(config, auth, check, observe, stopping, worker, load)
     finally:
         observe.close()
 
@@ -65,20 +72,20 @@ def assemble(
 
     The one place the services are built: `serve` and the in-process test server share it.
     """
+    validate, check = _deciders(config, observe)
+    auth = AuthService(validate, build_minter(config), config.cache_size, config.shape_claim)
+    return auth, EnvoyAuthorization(check, config.envoy, config.cache_size, config.shape_claim)
+
+
+def _deciders(config: Config, observe: Observability | None) -> tuple[cache.Decider, cache.Decider]:
+    """What Validate and Check decide with: one router or validator, behind one fresh cache
+    (so a reload, which builds them anew, starts with an empty cache)."""
     validator = cache.caching(
-        build_validator(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+        routing.decider(config), config.cache_size, config.cache_max_ttl, config.clock_skew
     )
-
-    def decider(rpc: str) -> cache.Decider:
-        return observe.decider(validator, rpc) if observe else validator
-
-    auth = AuthService(
-        decider("Validate"), build_minter(config), config.cache_size, config.shape_claim
-    )
-    check = EnvoyAuthorization(
-        decider("Check"), config.envoy, config.cache_size, config.shape_claim
-    )
-    return auth, check
+    if observe is None:
+        return validator, validator
+    return observe.decider(validator, "Validate"), observe.decider(validator, "Check")
 
 
 async def _serve(
@@ -88,10 +95,39 @@ async def _serve(
     observe: Observability,
     stopping: asyncio.Event,
     worker: bool,
+    load: Callable[[], Config] | None,
 ) -> int:
+    loop = asyncio.get_running_loop()
     traffic = observe.traffic
-    server, address, health_servicer = await start(config, auth, check, traffic, worker)
-    observe.ready(True)
+    for issuer in config.issuers or (config,):
+        for warning in issuer.warnings:
+            log.warning("AUTH_JWT_JWKS_FILE of iss=%s: %s", issuer.iss, warning)
+    fetchers = KeyFetchers()
+    fetchers.start(config, KeyFetchers.initial(config))
+    refreshers = fetchers.refreshers
+    server, address, health_servicer = await start(
+        config, auth, check, traffic, worker, serving=not refreshers
+    )
+    background: list[asyncio.Task[Any]] = []
+    if refreshers:
+        background.append(
+            asyncio.create_task(_serving_when_ready(refreshers, health_servicer, observe))
+        )
+    else:
+        observe.ready(True)
+    if load is not None:
+
+        def apply(new: Config) -> None:
+            validate, decide = _deciders(new, observe)
+            auth.swap(validate, build_minter(new))
+            check.swap(decide)
+
+        reloader = Reloader(load, config, apply, fetchers)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: background.append(loop.create_task(reloader.reload("SIGHUP")))
+        )
+        if config.reload_seconds:
+            background.append(asyncio.create_task(reloader.poll(config.reload_seconds)))
     http = observe.side.address if observe.side else None
     log.info(
         "%s serving %s", __version__, replace(config, listen=address, http_listen=http).describe()
@@ -107,6 +143,9 @@ async def _serve(
     if config.mode is Mode.INSECURE:
         log.warning("AUTH_MODE=insecure: signatures are NOT checked; never use this in production")
     await stopping.wait()
+    fetchers.stop()
+    for task in background:
+        task.cancel()
     log.info("draining for up to %ss", config.grace_seconds)
     observe.ready(False)
     settled = await drain(server, health_servicer, traffic, config.grace_seconds)
@@ -122,6 +161,24 @@ def _stop_at_end_of_input(loop: asyncio.AbstractEventLoop, stopping: asyncio.Eve
     if not os.read(0, 4096):
         loop.remove_reader(0)
         stopping.set()
+
+
+async def _serving_when_ready(
+    refreshers: list[Refresher],
+    health_servicer: health.aio.HealthServicer,
+    observe: Observability,
+) -> None:
+    """Health says SERVING only once every issuer's first key set is in: until then, callers
+    fail closed (and an issuer whose keys are missing still answers UNAVAILABLE after)."""
+    for refresher in refreshers:
+        await refresher.ready.wait()
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
+    observe.ready(True)
+
+
+async def _set_health(health_servicer: health.aio.HealthServicer, status: Any) -> None:
+    for name in ("", service.NAME, envoy.NAME):
+        await health_servicer.set(name, status)
 
 
 def write_ready_file(path: str, address: str) -> None:
@@ -164,11 +221,13 @@ async def start(
     check: EnvoyAuthorization,
     traffic: Traffic | None = None,
     reuse_port: bool = False,
+    serving: bool = True,
 ) -> tuple[grpc.aio.Server, str, health.aio.HealthServicer]:
     """Builds and starts the server; returns it, the bound address and its health servicer.
 
     `traffic` counts the calls (the drain and metrics read it); tests may leave it out.
     `reuse_port`: a supervisor's worker, sharing the port the supervisor checked and holds.
+    `serving=False` starts with health NOT_SERVING (keys still to come).
     """
     traffic = traffic or Traffic()
     server = grpc.aio.server(
@@ -193,6 +252,6 @@ async def start(
     credentials = tls.Certificates(config.tls).credentials() if config.tls else None
     address = binding.bind(server, config.listen, credentials, reuse_port=reuse_port)
     await server.start()
-    for name in ("", service.NAME, envoy.NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    states = health_pb2.HealthCheckResponse
+    await _set_health(health_servicer, states.SERVING if serving else states.NOT_SERVING)
     return server, address, health_servicer

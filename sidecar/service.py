@@ -51,18 +51,22 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         """`memo_size`: how many responses to valid decisions to keep for reuse (see
         cache.Responses); worth it only behind a cache, which returns the same decision again.
         `shape_claim`: the claim a request's `shape` is matched against (None: off)."""
-        self._validator = validator
-        self._minter = minter
+        # One reference, so that a reload swaps both at once (see `swap`).
+        self._current = (validator, minter)
         self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
         self._shape_claim = shape_claim
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
+    def swap(self, validator: Decider, minter: Minter) -> None:
+        """Hot reload: later calls use these; each call in flight keeps what it started with."""
+        self._current = (validator, minter)
+
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         try:
-            decision = self._validator.decide(request.token)
+            decision = self._current[0].decide(request.token)
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._shape_claim and request.HasField("shape"):
@@ -79,12 +83,13 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
     async def Mint(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.MintResponse:
+        minter = self._current[1]  # read once: a reload during this call does not mix configs
         try:
-            self._minter.authorize(_metadata(context, "authorization"))
+            minter.authorize(_metadata(context, "authorization"))
             claims = _claims(request)
             # Not ToTimedelta(): it overflows on durations far beyond any ceiling.
             ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
-            minted = self._minter.mint(request.user_id, claims, ttl)
+            minted = minter.mint(request.user_id, claims, ttl)
         except MintError as error:
             log.info("mint refused: %s", error)
             await context.abort(_MINT_CODES[type(error)], str(error))

@@ -82,8 +82,11 @@ class Validator:
 
     def check(self, token: str) -> Decision:
         """Like `decide`, but raises the `TokenError` of the first rule that fails."""
+        return self.check_parsed(jws.parse(token, self._policy.max_token_bytes))
+
+    def check_parsed(self, parsed: jws.Token) -> Decision:
+        """`check` for a token already parsed (by the issuer router)."""
         policy = self._policy
-        parsed = jws.parse(token, policy.max_token_bytes)
         verifier = self._verifier
         if verifier is not None:
             # The algorithm comes from configuration; the header may only agree with it.

@@ -99,6 +99,11 @@ TOKEN_FLAGS = [
     "--jwt-alg",
     "--jwt-key",
     "--jwt-key-file",
+    "--jwt-jwks-file",
+    "--jwt-jwks-url",
+    "--jwt-oidc-issuer",
+    "--config-file",
+    "--jwks-allow-http",
     "--jwt-namespace",
     "--jwt-iss",
     "--jwt-aud",
@@ -108,7 +113,15 @@ MINT_FLAGS = [*TOKEN_FLAGS, "--jwt-signing-key", "--jwt-signing-key-file", "--mi
 MINT_FLAGS += ["--shape-claim"]  # the claim that the --shape-* flags write
 SHAPE_FLAGS = ["--shape-table", "--shape-namespace", "--shape-where", "--shape-columns"]
 SHAPE_FLAGS += ["--shape-param"]
-VALIDATE_FLAGS = [*TOKEN_FLAGS, "--clock-skew-seconds"]
+# Validate fetches a JWKS URL's keys once.
+FETCH_FLAGS = [
+    "--jwks-refresh-seconds",
+    "--jwks-min-refresh-seconds",
+    "--jwks-timeout-seconds",
+    "--jwks-max-bytes",
+    "--jwks-ca-file",
+]
+VALIDATE_FLAGS = [*TOKEN_FLAGS, *FETCH_FLAGS, "--clock-skew-seconds"]
 
 
 @pytest.mark.parametrize(

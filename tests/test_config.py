@@ -19,6 +19,7 @@ from support import ALGORITHMS, HS_SECRET, key_pair, secure_env, sign
 from sidecar import config
 from sidecar.config import SECURE_ONLY, SETTINGS, Config
 from sidecar.errors import ConfigError
+from sidecar.jwks_fetch import FetchSettings
 from sidecar.policy import Mode
 
 RS_ALGS = ("RS256", "RS384", "RS512")
@@ -558,6 +559,10 @@ def test_secure_only_list_covers_the_secure_settings() -> None:
         "AUTH_JWT_ALG",
         "AUTH_JWT_KEY",
         "AUTH_JWT_KEY_FILE",
+        "AUTH_JWT_JWKS_FILE",
+        "AUTH_JWT_JWKS_URL",
+        "AUTH_JWT_OIDC_ISSUER",
+        "SIDECAR_CONFIG_FILE",
         "AUTH_JWT_ISS",
         "AUTH_JWT_AUD",
         "AUTH_JWT_SIGNING_KEY",
@@ -864,10 +869,13 @@ def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
     assert len(set(targets)) == len(targets)
     top = {t for t in targets if "." not in t}
     nested = {t.removeprefix("envoy.") for t in targets if t.startswith("envoy.")}
-    # verifier and signer come from the cross-field key rules, tls from the TLS files' rule;
-    # envoy is its own group.
-    assert top | {"verifier", "signer", "tls", "envoy"} == names
+    fetch = {t.removeprefix("fetch.") for t in targets if t.startswith("fetch.")}
+    # The key rules give verifier, signer, alg, remote and warnings; the loader the files it
+    # read; SIDECAR_CONFIG_FILE the issuers; the TLS files' rule tls; envoy and fetch are groups.
+    derived = {"verifier", "signer", "alg", "remote", "warnings", "files", "issuers", "tls"}
+    assert top | derived | {"envoy", "fetch"} == names
     assert nested == envoy
+    assert fetch == {f.name for f in dataclasses.fields(FetchSettings)}
 
 
 def test_every_setting_is_offered_to_serve_and_only_known_commands() -> None:

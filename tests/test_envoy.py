@@ -31,6 +31,9 @@ from urllib.parse import parse_qsl, quote
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwks_server import jwks_server
+from jwt.algorithms import ECAlgorithm
 from support import (
     Envoy,
     Upstream,
@@ -555,3 +558,36 @@ def test_envoy_fails_closed_when_the_sidecar_does_not_answer_in_time(
             assert 0.25 <= elapsed < 5, elapsed
         finally:
             envoy.stop()
+
+
+# -- keys from a JWKS URL -------------------------------------------------------------------------
+
+
+def test_a_jwks_backed_sidecar_behind_envoy(upstream: Upstream, workdir: str) -> None:
+    """Keys fetched over HTTP: Envoy's Check allows the provider's token and refuses a forgery."""
+    key, forger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    with jwks_server() as keys, ExitStack() as cleanup:
+        keys.serve_keys({**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"})
+        env = {"AUTH_MODE": "secure", "AUTH_JWT_ALG": "ES256", "AUTH_JWT_JWKS_URL": keys.url}
+        sidecar = cleanup.enter_context(running(env))
+        config = example_envoy_config(
+            upstream=f"127.0.0.1:{upstream.port}", sidecar=sidecar.address
+        )
+        envoy = start_envoy(config, workdir, ENVOY_ARGS)
+        cleanup.callback(envoy.stop)
+        deadline = time.monotonic() + 20
+        while keys.count() == 0:  # a bounded poll: the sidecar fetches once it serves
+            assert time.monotonic() < deadline, "the sidecar never fetched its keys"
+            time.sleep(0.02)
+        token = jwt.encode(claims("alice"), key, algorithm="ES256", headers={"kid": "k1"})
+        reply = send(envoy.port, SHAPE, [bearer(token)])
+        while reply.status != 200 and time.monotonic() < deadline:  # until the set is in
+            time.sleep(0.02)
+            reply = send(envoy.port, SHAPE, [bearer(token)])
+        assert seen(reply).headers["x-user-id"] == ["alice"]
+        forged = jwt.encode(claims("alice"), forger, algorithm="ES256", headers={"kid": "k1"})
+        assert_invalid_token(
+            send(envoy.port, SHAPE, [bearer(forged)]),
+            "Invalid token signature",
+            "REASON_BAD_SIGNATURE",
+        )

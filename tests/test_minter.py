@@ -7,6 +7,7 @@ the same configuration.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import time
@@ -15,9 +16,12 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
 from support import (
     ALGORITHMS,
+    b64url,
     insecure_config,
     key_pair,
     secure_config,
@@ -178,7 +182,7 @@ def test_insecure_may_set_iss_and_aud_which_it_never_checks() -> None:
 @pytest.mark.parametrize("alg", ALGORITHMS)
 def test_secure_stamps_iat_nbf_exp(alg: str) -> None:
     minted = minter(secure(alg)).mint("alice", {"role": "admin"})
-    assert segment(minted.token, 0) == {"alg": alg, "typ": "JWT"}
+    assert segment(minted.token, 0) == {"alg": alg, "typ": "JWT", "kid": rfc7638(alg)}
     assert segment(minted.token, 1) == {
         "role": "admin",
         "iat": NOW,
@@ -238,7 +242,25 @@ def test_secure_token_passes_pyjwt(alg: str, extra: dict[str, str]) -> None:
     assert claims["role"] == "admin"
     assert now <= claims["iat"] <= now + 5
     assert claims["exp"] - claims["iat"] == 900
-    assert jwt.get_unverified_header(minted.token) == {"alg": alg, "typ": "JWT"}
+    assert jwt.get_unverified_header(minted.token) == {
+        "alg": alg,
+        "typ": "JWT",
+        "kid": rfc7638(alg),
+    }
+
+
+def rfc7638(alg: str) -> str:
+    """The RFC 7638 thumbprint of the test key for `alg`, from PyJWT's JWK of it."""
+    public = None if alg.startswith("HS") else load_pem_public_key(verify_material(alg).encode())
+    if isinstance(public, rsa.RSAPublicKey):
+        jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(public, as_dict=True)
+    else:
+        jwk = HMACAlgorithm.to_jwk(verify_material(alg).encode(), as_dict=True)
+    members = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "oct": ("k", "kty")}
+    canonical = json.dumps({m: jwk[m] for m in members[jwk["kty"]]}, separators=(",", ":"))
+    return b64url(hashlib.sha256(canonical.encode()).digest())
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)

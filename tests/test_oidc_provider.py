@@ -1,0 +1,164 @@
+"""End to end with a real OpenID provider: npm's oidc-provider (tests/oidc/provider.js).
+
+The provider issues JWT access tokens (client credentials + resource indicators); the sidecar
+finds its keys through OIDC discovery, accepts its tokens, and follows its key rotation without
+a restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+import jwt
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import StartSidecar
+
+from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+
+OIDC_DIR = Path(__file__).parent / "oidc"
+
+
+@dataclass
+class Provider:
+    process: subprocess.Popen[str]
+    issuer: str
+    client_id: str
+    client_secret: str
+    resource: str
+
+    def command(self, line: str) -> None:
+        """Sends `rotate` or `retire`; returns once the provider has applied it."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        assert _read_line(self.process.stdout, 20) == "ok"
+
+    def access_token(self) -> str:
+        """A JWT access token for the test resource, by the client credentials grant."""
+        credentials = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        body = urllib.parse.urlencode(
+            {"grant_type": "client_credentials", "resource": self.resource, "scope": "api"}
+        ).encode()
+        request = urllib.request.Request(
+            self.issuer + "/token",
+            data=body,
+            headers={"Authorization": f"Basic {credentials}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            token = json.load(response)["access_token"]
+        assert isinstance(token, str)
+        return token
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    assert ready, "the OpenID provider did not answer in time"
+    return stream.readline().strip()
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI needs node and npm for the OpenID provider tests")
+        pytest.skip("node and npm are needed for the OpenID provider tests")
+    if not (OIDC_DIR / "node_modules").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--silent"], cwd=OIDC_DIR, check=True)
+    process = subprocess.Popen(
+        [node, "provider.js"],
+        cwd=OIDC_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        started = json.loads(_read_line(process.stdout, 30))
+        yield Provider(
+            process,
+            started["issuer"],
+            started["client"]["id"],
+            started["client"]["secret"],
+            started["resource"],
+        )
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def until(condition: Callable[[], bool], timeout: float = 20) -> None:
+    """A bounded poll on a concrete condition."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def test_tokens_of_a_real_provider_and_its_key_rotation(
+    provider: Provider, sidecar_factory: StartSidecar
+) -> None:
+    sidecar = sidecar_factory(
+        {
+            "AUTH_MODE": "secure",
+            "AUTH_JWT_ALG": "RS256",
+            "AUTH_JWT_OIDC_ISSUER": provider.issuer,
+            "AUTH_JWT_AUD": provider.resource,
+            "SIDECAR_JWKS_REFRESH_SECONDS": "2",
+            "SIDECAR_JWKS_MIN_REFRESH_SECONDS": "1",
+        }
+    )
+    with grpc.insecure_channel(sidecar.address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        def validate(token: str) -> auth_pb2.ValidateResponse:
+            return auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+        first = provider.access_token()
+        header = jwt.get_unverified_header(first)
+        assert header["typ"] == "at+jwt"
+        response = validate(first)
+        assert response.valid, response.message
+        assert response.user_id == provider.client_id
+        assert response.claims["iss"] == provider.issuer
+        assert response.claims["aud"] == provider.resource
+
+        # The provider publishes a new key and signs with it; the old one is still published.
+        provider.command("rotate")
+        second = provider.access_token()
+        assert jwt.get_unverified_header(second)["kid"] != header["kid"]
+        until(lambda: validate(second).valid)  # an unknown kid refetches, rate-limited
+        assert validate(first).valid
+
+        # The provider retires the old key: its tokens stop verifying at the next refresh.
+        provider.command("retire")
+        until(lambda: validate(first).reason == auth_pb2.REASON_BAD_SIGNATURE)
+        assert validate(second).valid
+        assert validate(provider.access_token()).valid
+    sidecar.terminate()
+    assert sidecar.process.returncode == 0
