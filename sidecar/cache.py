@@ -47,7 +47,10 @@ class CachingValidator:
         max_ttl: float,
         skew: int,
         clock: Callable[[], float] = time.time,
+        epoch: Callable[[], int] | None = None,
     ) -> None:
+        """`epoch` changes whenever the keys behind `validator` change (a JWKS refresh): the
+        cache then forgets every decision, so a rotated-out key's token is refused at once."""
         if size < 1:
             raise ValueError("a cache needs room for at least one decision; size 0 means no cache")
         self._validator = validator
@@ -55,6 +58,8 @@ class CachingValidator:
         self._max_ttl = max_ttl
         self._skew = skew
         self._clock = clock
+        self._epoch = epoch
+        self._seen = epoch() if epoch is not None else 0
         # digest -> (decision, until): ordered from least to most recently used.
         self._entries: OrderedDict[bytes, tuple[Decision, float]] = OrderedDict()
         self.hits = 0
@@ -66,6 +71,9 @@ class CachingValidator:
     def decide(self, token: str) -> Decision:
         key = hashlib.blake2b(token.encode(), digest_size=DIGEST_BYTES).digest()
         now = self._clock()
+        if self._epoch is not None and (epoch := self._epoch()) != self._seen:
+            self._entries.clear()
+            self._seen = epoch
         entry = self._entries.get(key)
         if entry is not None:
             decision, until = entry
@@ -106,11 +114,12 @@ def caching(
     max_ttl: float,
     skew: int,
     clock: Callable[[], float] = time.time,
+    epoch: Callable[[], int] | None = None,
 ) -> Decider:
     """`validator` behind a cache of `size` decisions; `validator` itself when size is 0."""
     if size == 0:
         return validator
-    return CachingValidator(validator, size, max_ttl, skew, clock)
+    return CachingValidator(validator, size, max_ttl, skew, clock, epoch)
 
 
 class Responses(Generic[T]):

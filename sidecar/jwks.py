@@ -144,6 +144,8 @@ class JwksVerifier:
         self.algorithms = algorithms
         self._keys = keys
         self._on_unknown_kid = on_unknown_kid
+        # Counts the sets swapped in, so that a decision cache can tell its keys have changed.
+        self.generation = 0
 
     @property
     def keys(self) -> KeySet | None:
@@ -152,6 +154,7 @@ class JwksVerifier:
     def update(self, keys: KeySet) -> None:
         """Swaps in a new set: one reference assignment, atomic for every reader."""
         self._keys = keys
+        self.generation += 1
 
     def set_unknown_kid_hook(self, hook: Callable[[], None]) -> None:
         self._on_unknown_kid = hook

@@ -19,6 +19,7 @@ from sidecar import __version__, binding, cache, envoy, limits, routing, service
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import Config, build_minter
 from sidecar.envoy import EnvoyAuthorization
+from sidecar.jwks import JwksVerifier
 from sidecar.jwks_fetch import Refresher
 from sidecar.observe import Observability
 from sidecar.policy import Mode
@@ -80,8 +81,15 @@ def assemble(
 def _deciders(config: Config, observe: Observability | None) -> tuple[cache.Decider, cache.Decider]:
     """What Validate and Check decide with: one router or validator, behind one fresh cache
     (so a reload, which builds them anew, starts with an empty cache)."""
+    fetched = [
+        c.verifier for c in config.issuers or (config,) if isinstance(c.verifier, JwksVerifier)
+    ]
     validator = cache.caching(
-        routing.decider(config), config.cache_size, config.cache_max_ttl, config.clock_skew
+        routing.decider(config),
+        config.cache_size,
+        config.cache_max_ttl,
+        config.clock_skew,
+        epoch=(lambda: sum(v.generation for v in fetched)) if fetched else None,
     )
     if observe is None:
         return validator, validator

@@ -146,6 +146,19 @@ def test_clear_forgets_every_decision(clock: Clock) -> None:
     assert cached.misses == 2
 
 
+def test_a_change_of_keys_forgets_every_decision(clock: Clock) -> None:
+    """A JWKS refresh bumps the epoch: a token of a rotated-out key is decided afresh."""
+    generation = [0]
+    validator = build_validator(secure_config("HS256"), clock)
+    cached = CachingValidator(validator, 10, 300, 2, clock, epoch=lambda: generation[0])
+    good = token()
+    first = cached.decide(good)
+    assert cached.decide(good) is first
+    generation[0] += 1
+    assert cached.decide(good) is not first
+    assert (cached.hits, cached.misses) == (1, 2)
+
+
 def test_the_cache_holds_digests_never_tokens(clock: Clock) -> None:
     cached, _ = make(clock)
     good = token()

@@ -268,5 +268,5 @@ def test_a_non_string_kid_is_refused() -> None:
 
 def test_the_set_maps_thumbprints_to_kids(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     jwk = rsa_jwk(rsa_keys[0], kid="named")
-    keys, _ = jwks.parse(key_set(jwk, rsa_jwk(rsa_keys[1])), RS, allow_oct=False)
-    assert keys.kid_by_thumbprint == {keys.thumbprint(jwk): "named"}
+    parsed, _ = jwks.parse(key_set(jwk, rsa_jwk(rsa_keys[1])), RS, allow_oct=False)
+    assert parsed.kid_by_thumbprint == {keys.thumbprint(jwk): "named"}

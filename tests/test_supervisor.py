@@ -18,6 +18,7 @@ from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
 INSECURE = {"AUTH_MODE": "insecure", "SIDECAR_WORKERS": "2"}
 SERVING = re.compile(r"worker (\d+) serving \(pid (\d+)\)")
+RELOADED = re.compile(r"\[(\d+)\] reloaded \(SIGHUP\)")
 STOPPED = re.compile(r"auth-sidecar\[(\d+)\] stopped after (\d+) calls")
 
 
@@ -88,12 +89,18 @@ def test_a_worker_that_dies_is_restarted(sidecar_factory: StartSidecar) -> None:
 
 
 def test_sighup_reaches_every_worker_and_not_the_supervisor(sidecar_factory: StartSidecar) -> None:
-    """Until workers reload keys in place on SIGHUP, it ends them, and they are restarted."""
+    """Each worker reloads in place (same pid); the supervisor only forwards the signal."""
     sidecar = sidecar_factory(INSECURE)
     wait_for(lambda: len(serving_pids(sidecar.log)) == 2)
     before = set(serving_pids(sidecar.log).values())
+
+    def reloaded() -> set[int]:
+        found = (RELOADED.search(line) for line in list(sidecar.log))
+        return {int(m[1]) for m in found if m}
+
     sidecar.send(signal.SIGHUP)
-    wait_for(lambda: not before & set(serving_pids(sidecar.log).values()))
+    wait_for(lambda: reloaded() == before)
+    assert set(serving_pids(sidecar.log).values()) == before
     assert sidecar.process.poll() is None
     validate_on_fresh_connections(sidecar.address, 4)
     assert sidecar.terminate() == 0
