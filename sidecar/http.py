@@ -1,10 +1,13 @@
-"""The HTTP side listener (SIDECAR_HTTP_LISTEN): `/metrics`, `/healthz` and `/readyz`.
+"""The HTTP side listener (SIDECAR_HTTP_LISTEN): `/metrics`, `/healthz`, `/readyz` and
+`/.well-known/jwks.json`.
 
 It runs prometheus_client's own WSGI app on a thread of its own, with the standard library's
 WSGI server: a scrape renders the text off the event loop that serves gRPC, prometheus_client
 is thread-safe, and nothing beyond prometheus_client is needed. `/healthz` answers 200 while the
 process runs, draining included (a liveness probe must not restart a draining sidecar);
 `/readyz` mirrors gRPC health: 200 while SERVING, 503 before and while draining.
+`/.well-known/jwks.json` publishes Mint's public key (see `sidecar.keys.published_jwks`), so that
+Envoy's jwt_authn or any other service can verify minted tokens itself.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, Final
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -22,12 +25,18 @@ from sidecar.binding import BindError
 
 StartResponse = Callable[..., Any]
 
+JWKS_PATH: Final = "/.well-known/jwks.json"
+# How long a verifier may cache the key set: a new signing key reaches it within this time.
+JWKS_MAX_AGE_SECONDS: Final = 300
+
 
 class SideListener:
-    """The running side listener. `ready` is what `/readyz` reports; the server sets it."""
+    """The running side listener. `ready` is what `/readyz` reports, `jwks` the JSON body of
+    `/.well-known/jwks.json`; the server sets both (a reload replaces `jwks` whole)."""
 
-    def __init__(self, listen: str, registry: CollectorRegistry) -> None:
+    def __init__(self, listen: str, registry: CollectorRegistry, jwks: bytes) -> None:
         self.ready = False
+        self.jwks = jwks
         self._metrics = make_wsgi_app(registry)
         host, _, port = listen.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
@@ -62,6 +71,17 @@ class SideListener:
             if self.ready:
                 return _text(start_response, "200 OK", "SERVING\n")
             return _text(start_response, "503 Service Unavailable", "NOT_SERVING\n")
+        if path == JWKS_PATH:
+            body = self.jwks  # read once: a reload may swap it meanwhile
+            start_response(
+                "200 OK",
+                [
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", f"max-age={JWKS_MAX_AGE_SECONDS}"),
+                ],
+            )
+            return [body]
         return _text(start_response, "404 Not Found", "not found\n")
 
 

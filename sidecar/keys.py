@@ -111,6 +111,17 @@ def key_thumbprint(key: Key) -> str:
     return thumbprint(public.to_dict())
 
 
+def published_jwks(signer: object) -> dict[str, list[dict[str, str]]]:
+    """The JWK Set that lets others verify Mint's tokens: the RS/ES signer's public key, with
+    the kid Mint writes in its headers. An HS signer's key is a secret: never published."""
+    if not isinstance(signer, JoseSigner) or signer.alg in HS_ALGS:
+        return {"keys": []}
+    public = signer.key.public_key().to_dict()
+    jwk = {name: public[name] for name in _THUMBPRINT_MEMBERS[public["kty"]]}
+    jwk.update(kid=signer.kid or key_thumbprint(signer.key), alg=signer.alg, use="sig")
+    return {"keys": [jwk]}
+
+
 def verifier(alg: str, material: str) -> JoseVerifier:
     """Builds what checks signatures for `alg` from AUTH_JWT_KEY's value."""
     if alg in HS_ALGS:

@@ -7,10 +7,12 @@ the hot path. When on, each adapter gets its own `Observed` decider, bound to it
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 
+from sidecar import keys
 from sidecar.cache import Decider
 from sidecar.config import Config
 from sidecar.errors import Reason
@@ -45,7 +47,14 @@ class Observability:
     def open(self) -> None:
         """Starts the side listener, if configured; BindError if it cannot listen."""
         if self.metrics and self._config.http_listen:
-            self.side = SideListener(self._config.http_listen, self.metrics.registry)
+            self.side = SideListener(
+                self._config.http_listen, self.metrics.registry, jwks_body(self._config)
+            )
+
+    def publish(self, config: Config) -> None:
+        """Serves the JWK Set of `config`'s signer from now on (a reload may bring a new one)."""
+        if self.side:
+            self.side.jwks = jwks_body(config)
 
     def ready(self, ready: bool) -> None:
         if self.side:
@@ -82,6 +91,11 @@ class Observed:
             fields = decision_fields(self._rpc, token, decision, self._clock() - started)
             decision_log.info("decision", extra={"fields": fields})
         return decision
+
+
+def jwks_body(config: Config) -> bytes:
+    """`/.well-known/jwks.json`'s body, built once per configuration: Mint's public key."""
+    return json.dumps(keys.published_jwks(config.signer), separators=(",", ":")).encode()
 
 
 def decision_fields(rpc: str, token: str, decision: Decision, seconds: float) -> dict[str, object]:

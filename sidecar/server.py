@@ -129,6 +129,7 @@ async def _serve(
             validate, decide = _deciders(new, observe)
             auth.swap(validate, build_minter(new))
             check.swap(decide)
+            observe.publish(new)
 
         reloader = Reloader(load, config, apply, fetchers)
         loop.add_signal_handler(
