@@ -440,7 +440,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SIDECAR_HTTP_LISTEN",
-        "`host:port` for /metrics, /healthz and /readyz (off when unset)",
+        "`host:port` for /metrics, /healthz, /readyz and /.well-known/jwks.json (off when unset)",
         _http_listen,
         field="http_listen",
         commands=_SERVE,
