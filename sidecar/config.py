@@ -124,11 +124,23 @@ def _realm(raw: str) -> str:
     return raw
 
 
-def _log_level(raw: str) -> str:
-    level = raw.lower()
-    if level not in LOG_LEVELS:
-        raise Invalid(f'must be one of {", ".join(LOG_LEVELS)}, not "{level}"')
-    return level
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser for one of `choices`, in any case."""
+
+    def parse(raw: str) -> str:
+        choice = raw.lower()
+        if choice not in choices:
+            raise Invalid(f'must be one of {", ".join(choices)}, not "{choice}"')
+        return choice
+
+    return parse
+
+
+def _host_port(raw: str, forms: str) -> str:
+    host, _, port = raw.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise Invalid(f'must be {forms}, not "{raw}"')
+    return raw
 
 
 def _listen(raw: str) -> str:
@@ -136,10 +148,7 @@ def _listen(raw: str) -> str:
         if len(raw) == len("unix:"):
             raise Invalid("unix: needs a path, as in unix:/run/auth-sidecar.sock")
         return raw
-    host, _, port = raw.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise Invalid(f'must be host:port, [v6]:port or unix:/path, not "{raw}"')
-    return raw
+    return _host_port(raw, "host:port, [v6]:port or unix:/path")
 
 
 def _workers(raw: str) -> int:
@@ -150,17 +159,7 @@ def _workers(raw: str) -> int:
 
 
 def _http_listen(raw: str) -> str:
-    host, _, port = raw.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise Invalid(f'must be host:port or [v6]:port, not "{raw}"')
-    return raw
-
-
-def _log_format(raw: str) -> str:
-    fmt = raw.lower()
-    if fmt not in LOG_FORMATS:
-        raise Invalid(f'must be one of {", ".join(LOG_FORMATS)}, not "{fmt}"')
-    return fmt
+    return _host_port(raw, "host:port or [v6]:port")
 
 
 def _path(raw: str) -> str:
@@ -417,7 +416,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SIDECAR_LOG_LEVEL",
         "debug, info, warning or error",
-        _log_level,
+        _one_of(LOG_LEVELS),
         "info",
         "log_level",
         commands=_SERVE,
@@ -425,7 +424,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SIDECAR_LOG_FORMAT",
         "`text`, or `json`: one JSON object per line",
-        _log_format,
+        _one_of(LOG_FORMATS),
         "text",
         "log_format",
         commands=_SERVE,

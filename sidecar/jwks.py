@@ -24,19 +24,21 @@ from jose.exceptions import JWKError
 
 from sidecar import jws
 from sidecar.errors import KeysUnavailable, MalformedToken
-from sidecar.keys import ES_ALGS, HS_ALGS, HS_MIN_BYTES, RS_ALGS, RSA_MIN_BITS, thumbprint
+from sidecar.keys import (
+    ES_ALGS,
+    HS_ALGS,
+    HS_MIN_BYTES,
+    JWK_CURVES,
+    RS_ALGS,
+    RSA_MIN_BITS,
+    thumbprint,
+)
 
 # A token without `kid` is tried against at most this many fitting keys, so that it costs a
 # bounded number of signature checks whatever the set holds.
 MAX_TRIES = 4
 # Keys beyond this many in one set are skipped: a set is a handful of keys, not a key store.
 MAX_KEYS = 64
-_CURVES: dict[str, tuple[ec.EllipticCurve, str, int]] = {
-    # crv: (curve, the one alg that uses it, coordinate length in bytes)
-    "P-256": (ec.SECP256R1(), "ES256", 32),
-    "P-384": (ec.SECP384R1(), "ES384", 48),
-    "P-521": (ec.SECP521R1(), "ES512", 66),
-}
 
 
 class JwksProblem(ValueError):
@@ -260,9 +262,9 @@ def _rsa(jwk: Mapping[str, Any]) -> rsa.RSAPublicKey:
 
 def _ec(jwk: Mapping[str, Any]) -> tuple[ec.EllipticCurvePublicKey, str]:
     crv = jwk.get("crv")
-    if crv not in _CURVES:
+    if crv not in JWK_CURVES:
         raise _Skip(f"unknown curve {str(crv)[:20]!r}")
-    curve, alg, size = _CURVES[crv]
+    curve, alg, size = JWK_CURVES[crv].curve, JWK_CURVES[crv].alg, JWK_CURVES[crv].size
     x, y = _octets(jwk, "x"), _octets(jwk, "y")
     if len(x) != size or len(y) != size:  # RFC 7518 §6.2.1.2: full-length coordinates
         raise _Skip(f"its x and y are not {size} bytes each, as {crv} needs")

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -31,9 +32,30 @@ ALGORITHMS = HS_ALGS + RS_ALGS + ES_ALGS
 
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 HS_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
-# RFC 7518 §3.4: each ES algorithm names one curve.
-ES_CURVES = {"ES256": "secp256r1", "ES384": "secp384r1", "ES512": "secp521r1"}
-_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """An ES algorithm's one curve (RFC 7518 §3.4), by every name it goes by."""
+
+    alg: str
+    crv: str  # its JWK name (RFC 7518 §6.2.1.1)
+    curve: ec.EllipticCurve
+    size: int  # bytes in one coordinate
+
+    @property
+    def name(self) -> str:
+        return self.curve.name
+
+
+CURVES = (
+    Curve("ES256", "P-256", ec.SECP256R1(), 32),
+    Curve("ES384", "P-384", ec.SECP384R1(), 48),
+    Curve("ES512", "P-521", ec.SECP521R1(), 66),
+)
+ES_CURVES = {c.alg: c for c in CURVES}
+JWK_CURVES = {c.crv: c for c in CURVES}
+_CURVE_NAMES = {c.name: c.crv for c in CURVES}
 # RFC 7518 §3.3: RSA keys of 2048 bits or more.
 RSA_MIN_BITS = 2048
 
@@ -200,13 +222,13 @@ def _check_fits(alg: str, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) 
         return
     if not isinstance(public, ec.EllipticCurvePublicKey):
         raise KeyProblem(f"is not an EC key, but AUTH_JWT_ALG={alg} needs one")
-    if public.curve.name != ES_CURVES[alg]:
+    if public.curve.name != ES_CURVES[alg].name:
         have = _CURVE_NAMES.get(public.curve.name, public.curve.name)
-        raise KeyProblem(f"is a {have} key, but {alg} needs {_CURVE_NAMES[ES_CURVES[alg]]}")
+        raise KeyProblem(f"is a {have} key, but {alg} needs {ES_CURVES[alg].crv}")
 
 
 def _not_valid(alg: str, kind: str) -> str:
-    family = "RSA" if alg in RS_ALGS else f"EC {_CURVE_NAMES[ES_CURVES[alg]]}"
+    family = "RSA" if alg in RS_ALGS else f"EC {ES_CURVES[alg].crv}"
     return (
         f"is not a valid key for AUTH_JWT_ALG={alg} or it has invalid format; "
         f"expected an {family} {kind} key in PEM: {_PEM_HINT[kind]}"

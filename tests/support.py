@@ -35,11 +35,13 @@ from sidecar import config
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512")
 HS_SECRET = "s" * 64  # long enough for HS512
 MINT_SECRET = "mint-secret-" + "m" * 32  # SIDECAR_MINT_SECRET needs 32+ bytes
-_CURVES: dict[str, ec.EllipticCurve] = {
+# Each ES algorithm's curve (RFC 7518 §3.4), written here apart from the sidecar's own table.
+CURVES: dict[str, ec.EllipticCurve] = {
     "ES256": ec.SECP256R1(),
     "ES384": ec.SECP384R1(),
     "ES512": ec.SECP521R1(),
 }
+CURVE_NAMES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def key_pair(alg: str, which: int = 0) -> KeyPair:
     if alg.startswith("RS"):
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     else:
-        private = ec.generate_private_key(_CURVES[alg])
+        private = ec.generate_private_key(CURVES[alg])
     return KeyPair(
         private_pem=private.private_bytes(
             serialization.Encoding.PEM,

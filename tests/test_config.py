@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from support import ALGORITHMS, HS_SECRET, key_pair, secure_env, sign
+from support import ALGORITHMS, CURVE_NAMES, CURVES, HS_SECRET, key_pair, secure_env, sign
 
 from sidecar import config
 from sidecar.config import SECURE_ONLY, SETTINGS, Config
@@ -25,7 +25,6 @@ from sidecar.policy import Mode
 RS_ALGS = ("RS256", "RS384", "RS512")
 ES_ALGS = ("ES256", "ES384", "ES512")
 HS_MIN = {"HS256": 32, "HS384": 48, "HS512": 64}
-CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 MINT_SECRET = "m" * 40
 FORGOT = "Did you forget to set AUTH_MODE=secure?"
 ALG_PROBLEM = "AUTH_JWT_ALG: Missing or invalid 'alg' configuration option for secure auth mode"
@@ -91,12 +90,7 @@ def rsa_1024() -> rsa.RSAPrivateKey:
 def other_private(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
     if alg.startswith("RS"):
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    curve: ec.EllipticCurve = {
-        "ES256": ec.SECP256R1(),
-        "ES384": ec.SECP384R1(),
-        "ES512": ec.SECP521R1(),
-    }[alg]
-    return ec.generate_private_key(curve)
+    return ec.generate_private_key(CURVES[alg])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +269,9 @@ def test_es_key_on_the_wrong_curve(alg: str, wrong: str) -> None:
         assert config.load(env).alg == alg
         return
     line = only_problem(env)
-    assert line == f"AUTH_JWT_KEY: is a {CURVE[wrong]} key, but {alg} needs {CURVE[alg]}"
+    assert (
+        line == f"AUTH_JWT_KEY: is a {CURVE_NAMES[wrong]} key, but {alg} needs {CURVE_NAMES[alg]}"
+    )
 
 
 def test_es_key_on_a_curve_outside_jose() -> None:
@@ -328,7 +324,7 @@ def _garbage(name: str, alg: str) -> str:
 @pytest.mark.parametrize("name", GARBAGE)
 def test_garbage_pem(alg: str, name: str) -> None:
     line = only_problem({"AUTH_JWT_ALG": alg, "AUTH_JWT_KEY": _garbage(name, alg)})
-    family = "RSA" if alg in RS_ALGS else f"EC {CURVE[alg]}"
+    family = "RSA" if alg in RS_ALGS else f"EC {CURVE_NAMES[alg]}"
     assert line == (
         f"AUTH_JWT_KEY: is not a valid key for AUTH_JWT_ALG={alg} or it has invalid format; "
         f"expected an {family} public key in PEM: "

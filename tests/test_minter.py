@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
 from support import (
     ALGORITHMS,
+    CURVES,
     b64url,
     insecure_config,
     key_pair,
@@ -301,11 +302,7 @@ def _other_public_pem(alg: str) -> str:
     if alg.startswith("RS"):
         # RSA keys are not bound to a hash size: the support key for another RS size will do.
         return key_pair({"RS256": "RS384", "RS384": "RS512", "RS512": "RS256"}[alg]).public_pem
-    curve: ec.EllipticCurve = {
-        "ES256": ec.SECP256R1(),
-        "ES384": ec.SECP384R1(),
-        "ES512": ec.SECP521R1(),
-    }[alg]
+    curve = CURVES[alg]
     return (
         ec.generate_private_key(curve)
         .public_key()

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authsidecar.v1.reason import Reason
+from sidecar.keys import ES_CURVES
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ROOT / "tests" / "keys"
@@ -34,7 +35,6 @@ FAR_FUTURE_IAT = 4_838_572_800  # 2123: an iat "from the future" is invalid
 NS = "https://electric-sql.com/jwt/claims"
 ISS = "https://auth.example"
 AUD = "sync"
-_CURVES = {"ES256": ec.SECP256R1(), "ES384": ec.SECP384R1(), "ES512": ec.SECP521R1()}
 
 VALID = {"valid": True, "reason": Reason.UNSPECIFIED.wire, "message": ""}
 
@@ -67,7 +67,7 @@ def key_files(alg: str) -> tuple[Path, Path]:
         key = (
             rsa.generate_private_key(public_exponent=65537, key_size=2048)
             if alg.startswith("RS")
-            else ec.generate_private_key(_CURVES[alg])
+            else ec.generate_private_key(ES_CURVES[alg].curve)
         )
         private.write_bytes(
             key.private_bytes(
