@@ -15,14 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from support import insecure_config, key_pair, secure_config, secure_env
+from support import CURVE_NAMES, insecure_config, key_pair, secure_config, secure_env
 
 from sidecar import config, keys
 from sidecar.http import JWKS_MAX_AGE_SECONDS, JWKS_PATH
 from sidecar.observe import Observability
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
-CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
 
 def _public_jwk(alg: str) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def test_the_published_key_is_the_signers_public_key(alg: str) -> None:
     assert (jwk["alg"], jwk["use"]) == (alg, "sig")
     assert jwk["kid"] == keys.thumbprint(expected)
     if alg.startswith("ES"):
-        assert jwk["crv"] == CURVES[alg]
+        assert jwk["crv"] == CURVE_NAMES[alg]
     # A minted token names this key, and PyJWT verifies it with the published key alone.
     minted = config.build_minter(cfg).mint("alice").token
     assert jwt.get_unverified_header(minted)["kid"] == jwk["kid"]
