@@ -29,6 +29,7 @@ from support import (
     secure_env,
     short_tmp_dir,
     start_envoy,
+    warm_authz,
 )
 
 from authsidecar import AuthClient
@@ -75,6 +76,7 @@ def test_electric_shape_stream_through_envoy(harness: Path) -> None:
         config = example_envoy_config(upstream=f"127.0.0.1:{standin.port}", sidecar=sidecar.address)
         envoy = start_envoy(config, directory, ("--concurrency", "1"))
         try:
+            warm_authz(envoy)
             result = subprocess.run(
                 ["node", "--test", "--test-concurrency=1", "--test-force-exit", "shape.test.mjs"],
                 cwd=harness,
