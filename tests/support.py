@@ -234,6 +234,14 @@ def _read_log(process: subprocess.Popen[str], log: list[str]) -> None:
             log.append(line.rstrip("\n"))
 
 
+def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """A bounded poll on a concrete condition, never a guessed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
 def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) -> str | None:
     """The text of `path` once it exists; None if `process` exits or `timeout` passes first.
 

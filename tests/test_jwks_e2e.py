@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jwks_server import JwksServer, jwks_server
 from jwt.algorithms import RSAAlgorithm
-from support import StartSidecar, clean_env
+from support import StartSidecar, clean_env, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
@@ -56,14 +56,6 @@ def env(url: str, **extra: str) -> dict[str, str]:
         "SIDECAR_JWKS_MIN_REFRESH_SECONDS": "1",
         **extra,
     }
-
-
-def until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """A bounded poll on a concrete condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_keys_down_at_start_means_unavailable_then_serving(

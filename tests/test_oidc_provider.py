@@ -13,10 +13,9 @@ import os
 import select
 import shutil
 import subprocess
-import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +24,7 @@ import grpc
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import StartSidecar
+from support import StartSidecar, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
@@ -107,14 +106,6 @@ def provider() -> Iterator[Provider]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
-
-
-def until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """A bounded poll on a concrete condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_tokens_of_a_real_provider_and_its_key_rotation(

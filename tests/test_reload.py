@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-from support import StartSidecar
+from support import StartSidecar, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import config
@@ -47,14 +46,6 @@ def publish(directory: Path, name: str, content: str) -> None:
     link = directory / "next-link"
     link.symlink_to(version)
     os.replace(link, directory / "jwks.json")
-
-
-def until(condition: Callable[[], bool], timeout: float = 20) -> None:
-    """A bounded poll on a concrete condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_signature_sees_a_swapped_symlink(tmp_path: Path) -> None:

@@ -7,12 +7,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import grpc
 import pytest
-from support import Sidecar, StartSidecar, clean_env, unsigned
+from support import Sidecar, StartSidecar, clean_env, unsigned, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
@@ -36,14 +34,6 @@ def validate_on_fresh_connections(address: str, calls: int) -> None:
 def serving_pids(log: list[str]) -> dict[int, int]:
     """worker slot -> pid of its latest process, from the supervisor's log."""
     return {int(m[1]): int(m[2]) for line in list(log) if (m := SERVING.search(line))}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    """A bounded poll on a concrete condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -79,10 +69,10 @@ def test_the_ready_file_is_written_once_every_worker_serves(sidecar_factory: Sta
 
 def test_a_worker_that_dies_is_restarted(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory(INSECURE)
-    wait_for(lambda: len(serving_pids(sidecar.log)) == 2)
+    until(lambda: len(serving_pids(sidecar.log)) == 2)
     victim = serving_pids(sidecar.log)[0]
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: serving_pids(sidecar.log)[0] != victim)
+    until(lambda: serving_pids(sidecar.log)[0] != victim)
     assert any(f"worker 0 (pid {victim}) exited with -9; restarting" in ln for ln in sidecar.log)
     validate_on_fresh_connections(sidecar.address, 10)
     assert sidecar.terminate() == 0
@@ -91,7 +81,7 @@ def test_a_worker_that_dies_is_restarted(sidecar_factory: StartSidecar) -> None:
 def test_sighup_reaches_every_worker_and_not_the_supervisor(sidecar_factory: StartSidecar) -> None:
     """Each worker reloads in place (same pid); the supervisor only forwards the signal."""
     sidecar = sidecar_factory(INSECURE)
-    wait_for(lambda: len(serving_pids(sidecar.log)) == 2)
+    until(lambda: len(serving_pids(sidecar.log)) == 2)
     before = set(serving_pids(sidecar.log).values())
 
     def reloaded() -> set[int]:
@@ -99,7 +89,7 @@ def test_sighup_reaches_every_worker_and_not_the_supervisor(sidecar_factory: Sta
         return {int(m[1]) for m in found if m}
 
     sidecar.send(signal.SIGHUP)
-    wait_for(lambda: reloaded() == before)
+    until(lambda: reloaded() == before)
     assert set(serving_pids(sidecar.log).values()) == before
     assert sidecar.process.poll() is None
     validate_on_fresh_connections(sidecar.address, 4)
@@ -156,10 +146,10 @@ def _gone(pid: int) -> bool:
 
 def test_workers_drain_and_exit_when_the_supervisor_dies(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory(INSECURE)
-    wait_for(lambda: len(serving_pids(sidecar.log)) == 2)
+    until(lambda: len(serving_pids(sidecar.log)) == 2)
     workers = list(serving_pids(sidecar.log).values())
     sidecar.process.kill()
-    wait_for(lambda: all(_gone(pid) for pid in workers))
+    until(lambda: all(_gone(pid) for pid in workers))
     sidecar.wait()
     assert sum(bool(STOPPED.search(line)) for line in sidecar.log) == 2
 
