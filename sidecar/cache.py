@@ -48,9 +48,11 @@ class CachingValidator:
         skew: int,
         clock: Callable[[], float] = time.time,
         epoch: Callable[[], int] | None = None,
+        counters: tuple[Callable[[], None], Callable[[], None]] | None = None,
     ) -> None:
         """`epoch` changes whenever the keys behind `validator` change (a JWKS refresh): the
-        cache then forgets every decision, so a rotated-out key's token is refused at once."""
+        cache then forgets every decision, so a rotated-out key's token is refused at once.
+        `counters`: what to call on a hit and on a miss (metrics), besides `hits` and `misses`."""
         if size < 1:
             raise ValueError("a cache needs room for at least one decision; size 0 means no cache")
         self._validator = validator
@@ -64,6 +66,7 @@ class CachingValidator:
         self._entries: OrderedDict[bytes, tuple[Decision, float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self._hit, self._miss = counters or (_nothing, _nothing)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -80,9 +83,11 @@ class CachingValidator:
             if now < until and self._still_in_time(decision, now):
                 self._entries.move_to_end(key)
                 self.hits += 1
+                self._hit()
                 return decision
             del self._entries[key]
         self.misses += 1
+        self._miss()
         decision = self._validator.decide(token)
         if decision.valid:
             until = now + self._max_ttl
@@ -115,11 +120,16 @@ def caching(
     skew: int,
     clock: Callable[[], float] = time.time,
     epoch: Callable[[], int] | None = None,
+    counters: tuple[Callable[[], None], Callable[[], None]] | None = None,
 ) -> Decider:
     """`validator` behind a cache of `size` decisions; `validator` itself when size is 0."""
     if size == 0:
         return validator
-    return CachingValidator(validator, size, max_ttl, skew, clock, epoch)
+    return CachingValidator(validator, size, max_ttl, skew, clock, epoch, counters)
+
+
+def _nothing() -> None:
+    pass
 
 
 class Responses(Generic[T]):

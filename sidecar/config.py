@@ -749,7 +749,6 @@ class _Loader:
                     "Did you forget to set AUTH_MODE=secure?",
                 )
         tls_files = self._tls(values)
-        self._one_process_for_http(values)
         fields: dict[str, Any] = {"verifier": None, "signer": None, "alg": None, "tls": tls_files}
         groups: dict[str, dict[str, Any]] = {"": fields, "envoy": {}, "fetch": {}}
         for setting in SETTINGS:
@@ -921,20 +920,6 @@ class _Loader:
             except keys.KeyProblem as problem:
                 self._problem("AUTH_JWT_SIGNING_KEY", str(problem))
         return verifier, signer
-
-    def _one_process_for_http(self, values: Mapping[str, Any]) -> None:
-        """/metrics counts one process's calls: workers would each need the port, and each
-        count only their share (prometheus_client's multiprocess mode is not wired in yet)."""
-        workers, listen = values["SIDECAR_WORKERS"], values["SIDECAR_LISTEN"] or ""
-        if (
-            values["SIDECAR_HTTP_LISTEN"]
-            and workers not in (None, 1)
-            and not listen.startswith("unix:")
-        ):
-            self._problem(
-                "SIDECAR_HTTP_LISTEN",
-                f"needs SIDECAR_WORKERS=1 (not {workers}): metrics are per process",
-            )
 
     def _tls(self, values: Mapping[str, Any]) -> TlsFiles | None:
         """The listener's TLS files: a certificate and its key together, the client CA only

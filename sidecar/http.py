@@ -8,6 +8,10 @@ process runs, draining included (a liveness probe must not restart a draining si
 `/readyz` mirrors gRPC health: 200 while SERVING, 503 before and while draining.
 `/.well-known/jwks.json` publishes Mint's public key (see `sidecar.keys.published_jwks`), so that
 Envoy's jwt_authn or any other service can verify minted tokens itself.
+
+With workers, each worker runs one on the shared port: `/readyz` and the JWK Set are that worker's
+own (the workers start, reload and drain together), and `/metrics` is every worker's sum (see
+sidecar/metrics.py).
 """
 
 from __future__ import annotations
@@ -34,13 +38,17 @@ class SideListener:
     """The running side listener. `ready` is what `/readyz` reports, `jwks` the JSON body of
     `/.well-known/jwks.json`; the server sets both (a reload replaces `jwks` whole)."""
 
-    def __init__(self, listen: str, registry: CollectorRegistry, jwks: bytes) -> None:
+    def __init__(
+        self, listen: str, registry: CollectorRegistry, jwks: bytes, reuse_port: bool = False
+    ) -> None:
+        """`reuse_port`: a supervisor's worker, sharing the port (which the supervisor holds
+        against other processes) with the other workers."""
         self.ready = False
         self.jwks = jwks
         self._metrics = make_wsgi_app(registry)
         host, _, port = listen.rpartition(":")
         host = host.removeprefix("[").removesuffix("]")
-        server_class = _IPv6Server if ":" in host else _IPv4Server
+        server_class = _SERVERS[":" in host, reuse_port]
         try:
             self._server = make_server(
                 host, int(port), self._app, server_class=server_class, handler_class=_Quiet
@@ -100,6 +108,23 @@ class _IPv4Server(ThreadingMixIn, WSGIServer):
 
 class _IPv6Server(_IPv4Server):
     address_family = socket.AF_INET6
+
+
+class _SharedIPv4Server(_IPv4Server):
+    allow_reuse_port = True
+
+
+class _SharedIPv6Server(_IPv6Server):
+    allow_reuse_port = True
+
+
+# (IPv6, shared with the other workers) -> the server class.
+_SERVERS: dict[tuple[bool, bool], type[_IPv4Server]] = {
+    (False, False): _IPv4Server,
+    (True, False): _IPv6Server,
+    (False, True): _SharedIPv4Server,
+    (True, True): _SharedIPv6Server,
+}
 
 
 class _Quiet(WSGIRequestHandler):

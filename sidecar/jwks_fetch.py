@@ -66,6 +66,8 @@ class Remote:
 
 
 Transport = Callable[[str], Awaitable[tuple[bytes, float | None]]]
+FetchHook = Callable[[str, bool], None]
+"""(source URL as logged, whether the fetch brought a good key set) -> None."""
 
 
 def url_problem(url: str, allow_http: bool) -> str | None:
@@ -195,8 +197,11 @@ class Refresher:
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_fetch: FetchHook | None = None,
     ) -> None:
+        """`on_fetch(source, ok)` is told of every fetch's outcome (metrics)."""
         self._remote = remote
+        self._on_fetch = on_fetch
         self._verifier = verifier
         self._settings = settings
         self._transport = transport or UrllibTransport(settings)
@@ -256,10 +261,14 @@ class Refresher:
             )
             if self._remote.discovery:
                 self._jwks_url = None  # the provider may have moved its keys: rediscover
+            if self._on_fetch:
+                self._on_fetch(shown(self._remote.url), False)
             return False
         self._failures = 0
         self._max_age = age
         self._verifier.update(keys)
+        if self._on_fetch:
+            self._on_fetch(shown(self._remote.url), True)
         if not self.ready.is_set():
             log.info("loaded %d keys from %s", keys.count, shown(self._jwks_url or ""))
             self.ready.set()

@@ -31,10 +31,8 @@ class Observability:
 
     def __init__(self, config: Config) -> None:
         self._config = config
-        self.metrics = Metrics() if config.http_listen else None
-        self.traffic = Traffic(self.metrics.timer if self.metrics else None)
-        if self.metrics:
-            self.metrics.track(self.traffic)
+        self.metrics = Metrics(Metrics.multiprocess_dir()) if config.http_listen else None
+        self.traffic = Traffic(self.metrics.meter if self.metrics else None)
         self.side: SideListener | None = None
 
     def decider(self, validator: Decider, rpc: str) -> Decider:
@@ -44,11 +42,15 @@ class Observability:
             return validator
         return Observed(validator, rpc, counters, self._config.decision_log)
 
-    def open(self) -> None:
-        """Starts the side listener, if configured; BindError if it cannot listen."""
+    def open(self, reuse_port: bool = False) -> None:
+        """Starts the side listener, if configured; BindError if it cannot listen.
+        `reuse_port`: a supervisor's worker, sharing the port with the other workers."""
         if self.metrics and self._config.http_listen:
             self.side = SideListener(
-                self._config.http_listen, self.metrics.registry, jwks_body(self._config)
+                self._config.http_listen,
+                self.metrics.registry,
+                jwks_body(self._config),
+                reuse_port,
             )
 
     def publish(self, config: Config) -> None:

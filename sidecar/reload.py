@@ -19,7 +19,7 @@ from typing import Any
 from sidecar.config import Config
 from sidecar.errors import ConfigError
 from sidecar.jwks import JwksVerifier
-from sidecar.jwks_fetch import Refresher
+from sidecar.jwks_fetch import FetchHook, Refresher
 
 log = logging.getLogger("auth-sidecar.reload")
 
@@ -42,8 +42,10 @@ def signature(files: tuple[str, ...]) -> Signature:
 class KeyFetchers:
     """The running Refreshers, one per remote key source, kept across reloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_fetch: FetchHook | None = None) -> None:
+        """`on_fetch(source, ok)` is told of every fetch's outcome (metrics)."""
         self._running: dict[Any, tuple[Refresher, asyncio.Task[None]]] = {}
+        self._on_fetch = on_fetch
 
     @property
     def refreshers(self) -> list[Refresher]:
@@ -66,7 +68,7 @@ class KeyFetchers:
             elif key in fresh:  # two issuers with one source share its keys
                 issuer = replace(issuer, verifier=fresh[key].verifier)
             else:
-                refresher = Refresher(remote, verifier, issuer.fetch)
+                refresher = Refresher(remote, verifier, issuer.fetch, on_fetch=self._on_fetch)
                 if not await refresher.refresh():
                     return f"the keys from {remote.url} could not be fetched"
                 fresh[key] = refresher
@@ -75,11 +77,12 @@ class KeyFetchers:
             return replace(config, issuers=tuple(issuers)), fresh
         return issuers[0], fresh
 
-    @staticmethod
-    def initial(config: Config) -> dict[Any, Refresher]:
+    def initial(self, config: Config) -> dict[Any, Refresher]:
         """Refreshers for every remote source, not fetched yet: start-up never waits for them."""
         return {
-            (c.remote, c.verifier.algorithms, c.fetch): Refresher(c.remote, c.verifier, c.fetch)
+            (c.remote, c.verifier.algorithms, c.fetch): Refresher(
+                c.remote, c.verifier, c.fetch, on_fetch=self._on_fetch
+            )
             for c in config.issuers or (config,)
             if c.remote is not None and isinstance(c.verifier, JwksVerifier)
         }
@@ -113,8 +116,11 @@ class Reloader:
         apply: Callable[[Config], None],
         fetchers: KeyFetchers,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        on_reload: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_reload(ok)` is told of every reload's outcome (metrics)."""
         self._load = load
+        self._on_reload = on_reload
         self._apply = apply
         self._fetchers = fetchers
         self._sleep = sleep
@@ -141,6 +147,8 @@ class Reloader:
             self._files = config.files
             self._seen = signature(config.files)
             self.reloads += 1
+            if self._on_reload:
+                self._on_reload(True)
             log.info("reloaded (%s): %s", why, config.describe())
             return True
 
@@ -153,6 +161,8 @@ class Reloader:
 
     def _failed(self, why: str, problems: list[str]) -> bool:
         self.failures += 1
+        if self._on_reload:
+            self._on_reload(False)
         for problem in problems:
             log.error("reload (%s) failed, keeping the running configuration: %s", why, problem)
         return False

@@ -29,7 +29,7 @@ def register(
     """Registers `methods` (name -> (method, request type, response type)) under `service`;
     `traffic` counts their calls."""
     handlers = {
-        name: _unary(method, request_type, response_type, traffic, traffic.timer(name))
+        name: _unary(method, request_type, response_type, traffic, *traffic.meter(name))
         for name, (method, request_type, response_type) in methods.items()
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
@@ -41,7 +41,8 @@ def _unary(
     request_type: type[Message],
     response_type: type[Message],
     traffic: Traffic,
-    record: Callable[[float], None],
+    entered: Callable[[], None],
+    done: Callable[[float], None],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     def decode(data: bytes) -> Message | None:
         try:
@@ -54,6 +55,7 @@ def _unary(
     ) -> Message:
         traffic.started += 1
         traffic.active += 1
+        entered()
         start = perf_counter()
         try:
             if request is None:
@@ -64,7 +66,7 @@ def _unary(
             return await method(request, context)
         finally:
             traffic.active -= 1
-            record(perf_counter() - start)
+            done(perf_counter() - start)
 
     return grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=decode, response_serializer=response_type.SerializeToString

@@ -59,7 +59,7 @@ async def serve(
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     observe = Observability(config)
     auth, check = assemble(config, observe)
-    observe.open()
+    observe.open(reuse_port=worker)
     try:
         return await _serve(config, auth, check, observe, stopping, worker, load)
     finally:
@@ -84,12 +84,14 @@ def _deciders(config: Config, observe: Observability | None) -> tuple[cache.Deci
     fetched = [
         c.verifier for c in config.issuers or (config,) if isinstance(c.verifier, JwksVerifier)
     ]
+    metrics = observe.metrics if observe else None
     validator = cache.caching(
         routing.decider(config),
         config.cache_size,
         config.cache_max_ttl,
         config.clock_skew,
         epoch=(lambda: sum(v.generation for v in fetched)) if fetched else None,
+        counters=metrics.cache_counters() if metrics else None,
     )
     if observe is None:
         return validator, validator
@@ -110,8 +112,9 @@ async def _serve(
     for issuer in config.issuers or (config,):
         for warning in issuer.warnings:
             log.warning("AUTH_JWT_JWKS_FILE of iss=%s: %s", issuer.iss, warning)
-    fetchers = KeyFetchers()
-    fetchers.start(config, KeyFetchers.initial(config))
+    metrics = observe.metrics
+    fetchers = KeyFetchers(metrics.fetched if metrics else None)
+    fetchers.start(config, fetchers.initial(config))
     refreshers = fetchers.refreshers
     server, address, health_servicer = await start(
         config, auth, check, traffic, worker, serving=not refreshers
@@ -131,7 +134,9 @@ async def _serve(
             check.swap(decide)
             observe.publish(new)
 
-        reloader = Reloader(load, config, apply, fetchers)
+        reloader = Reloader(
+            load, config, apply, fetchers, on_reload=metrics.reloaded if metrics else None
+        )
         loop.add_signal_handler(
             signal.SIGHUP, lambda: background.append(loop.create_task(reloader.reload("SIGHUP")))
         )

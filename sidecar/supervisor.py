@@ -9,6 +9,9 @@ The supervisor:
   SO_REUSEPORT), then holds the port itself until it exits, with a bound socket that never
   listens: a second sidecar therefore fails to start, as with one process, instead of sharing
   the traffic;
+- does the same for the HTTP side listener (SIDECAR_HTTP_LISTEN), which every worker serves on
+  the one port too, and gives the workers a private directory for prometheus_client's
+  multiprocess mode, so that `/metrics`, whichever worker answers, counts them all;
 - writes `--ready-file` once, when every worker serves;
 - restarts a worker that dies, at most once a second per worker;
 - forwards SIGHUP, and on SIGTERM or SIGINT lets all workers drain and exits when they have.
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -27,7 +31,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+from prometheus_client import multiprocess
+
 from sidecar.config import Config
+from sidecar.metrics import MULTIPROCESS_DIR_ENV
 from sidecar.server import BindError, write_ready_file
 
 log = logging.getLogger("auth-sidecar")
@@ -45,9 +52,10 @@ def run(config: Config, serve_argv: Sequence[str]) -> int:
     return asyncio.run(Supervisor(config, serve_argv).run())
 
 
-def reserve(listen: str) -> tuple[list[socket.socket], str]:
+def reserve(listen: str, variable: str = "SIDECAR_LISTEN") -> tuple[list[socket.socket], str]:
     """Checks that nobody holds `listen`, then holds it with SO_REUSEPORT sockets that never
-    listen. Returns them and the address with the actual port (for `:0`)."""
+    listen. Returns them and the address with the actual port (for `:0`). `variable` names the
+    setting in errors."""
     host, _, port_text = listen.rpartition(":")
     name = host[1:-1] if host.startswith("[") else host
     try:
@@ -55,7 +63,7 @@ def reserve(listen: str) -> tuple[list[socket.socket], str]:
             name, int(port_text), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as error:
-        raise BindError(f"SIDECAR_LISTEN: cannot listen on {listen}: {error.strerror}") from None
+        raise BindError(f"{variable}: cannot listen on {listen}: {error.strerror}") from None
     port = int(port_text)
     holders: list[socket.socket] = []
     try:
@@ -74,9 +82,7 @@ def reserve(listen: str) -> tuple[list[socket.socket], str]:
                         if error.errno == 98  # EADDRINUSE
                         else error.strerror
                     )
-                    raise BindError(
-                        f"SIDECAR_LISTEN: cannot listen on {listen}: {reason}"
-                    ) from None
+                    raise BindError(f"{variable}: cannot listen on {listen}: {reason}") from None
                 port = held.getsockname()[1]
                 sockaddr = (address[0], port, *address[2:])
                 if reuse:
@@ -115,13 +121,17 @@ class Supervisor:
             loop.add_signal_handler(signum, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
         holders, address = reserve(self._config.listen)
+        http: str | None = None
         try:
+            if self._config.http_listen:
+                more, http = reserve(self._config.http_listen, "SIDECAR_HTTP_LISTEN")
+                holders += more
             with tempfile.TemporaryDirectory(prefix="auth-sidecar-") as directory:
                 slots = [
-                    asyncio.create_task(self._keep(slot, address, Path(directory)))
+                    asyncio.create_task(self._keep(slot, address, http, Path(directory)))
                     for slot in range(self._config.workers)
                 ]
-                code = await self._serve(address)
+                code = await self._serve(address, http)
                 self._stopping.set()
                 self._forward(signal.SIGTERM)
                 codes = await asyncio.gather(*slots)
@@ -135,7 +145,7 @@ class Supervisor:
         failed = [c for c in codes if c not in (0, -signal.SIGTERM)]
         return code or (1 if failed else 0)
 
-    async def _serve(self, address: str) -> int:
+    async def _serve(self, address: str, http: str | None) -> int:
         """Waits for every worker to serve, writes the ready file, then waits for a signal."""
         started = asyncio.ensure_future(self._all_serving.wait())
         stopped = asyncio.ensure_future(self._stopping.wait())
@@ -151,7 +161,12 @@ class Supervisor:
                 return 0
             log.error("the workers did not all serve within %ss", START_TIMEOUT_SECONDS)
             return 1
-        log.info("%d workers serving %s", self._config.workers, address)
+        log.info(
+            "%d workers serving %s%s",
+            self._config.workers,
+            address,
+            f" http={http}" if http else "",
+        )
         if self._config.ready_file:
             try:
                 write_ready_file(self._config.ready_file, address)
@@ -166,9 +181,15 @@ class Supervisor:
         log.info("draining %d workers", len(self._workers))
         return 0
 
-    async def _keep(self, slot: int, address: str, directory: Path) -> int:
+    async def _keep(self, slot: int, address: str, http: str | None, directory: Path) -> int:
         """Runs worker `slot` until the supervisor stops; returns its last exit code."""
         ready = directory / f"worker-{slot}"
+        extra, env = [], None
+        metrics = directory / "metrics"
+        if http:
+            extra = ["--http-listen", http]
+            metrics.mkdir(exist_ok=True)
+            env = {**os.environ, MULTIPROCESS_DIR_ENV: str(metrics)}
         while True:
             ready.unlink(missing_ok=True)
             process = await asyncio.create_subprocess_exec(
@@ -183,10 +204,12 @@ class Supervisor:
                 address,
                 "--ready-file",
                 str(ready),
+                *extra,
                 "--worker",
                 # Never written: when the supervisor dies, the worker reads end of file and
                 # drains, rather than serving on as an orphan.
                 stdin=asyncio.subprocess.PIPE,
+                env=env,
             )
             self._workers[slot] = process
             born = time.monotonic()
@@ -201,6 +224,9 @@ class Supervisor:
             code = await waiting
             self._serving.discard(slot)
             del self._workers[slot]
+            if http:
+                # Its calls in flight are no longer in flight; its counters still count.
+                multiprocess.mark_process_dead(process.pid, str(metrics))
             if self._stopping.is_set():
                 return code
             if not self._all_serving.is_set():

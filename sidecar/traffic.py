@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-Timer = Callable[[str], Callable[[float], None]]
-"""rpc name -> a function that records one call's duration in seconds."""
+Meter = Callable[[str], tuple[Callable[[], None], Callable[[float], None]]]
+"""rpc name -> (called when a call starts, called with its duration in seconds when it ends)."""
 
 
-def _untimed(rpc: str) -> Callable[[float], None]:
-    return _discard
+def _unmetered(rpc: str) -> tuple[Callable[[], None], Callable[[float], None]]:
+    return _nothing, _discard
+
+
+def _nothing() -> None:
+    pass
 
 
 def _discard(seconds: float) -> None:
@@ -19,15 +23,15 @@ def _discard(seconds: float) -> None:
 
 class Traffic:
     """Counts calls that the server has picked up: `started` ever, `active` right now; and
-    times each one with `timer` (metrics), bound per RPC at registration.
+    meters each one with `meter` (metrics), bound per RPC at registration.
 
     Plain integers: every handler runs on the one event loop, so no lock is needed.
     """
 
-    def __init__(self, timer: Timer | None = None) -> None:
+    def __init__(self, meter: Meter | None = None) -> None:
         self.started = 0
         self.active = 0
-        self.timer = timer or _untimed
+        self.meter = meter or _unmetered
 
     async def settle(
         self, quiet: float, until: float, clock: Callable[[], float] | None = None

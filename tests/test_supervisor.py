@@ -124,6 +124,24 @@ def test_the_supervisor_refuses_a_port_in_use(sidecar_factory: StartSidecar) -> 
     ]
 
 
+@pytest.mark.parametrize("first_workers", ["1", "2"])
+def test_the_http_side_listener_port_is_held_too(
+    sidecar_factory: StartSidecar, first_workers: str
+) -> None:
+    """Workers share the side listener's port as they share the gRPC one: no other process
+    may join it, and a supervisor refuses it when in use."""
+    http = {"SIDECAR_HTTP_LISTEN": "127.0.0.1:0"}
+    first = sidecar_factory({**INSECURE, "SIDECAR_WORKERS": first_workers, **http})
+    found = re.search(r" http=(\S+)", first.logged(" http="))
+    assert found
+    taken = found.group(1)
+    result = serve_once({**INSECURE, "SIDECAR_LISTEN": "127.0.0.1:0", "SIDECAR_HTTP_LISTEN": taken})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"SIDECAR_HTTP_LISTEN: cannot listen on {taken}: another process serves there"
+    ]
+
+
 def test_a_unix_socket_is_served_by_one_process(
     sidecar_factory: StartSidecar, unix_listen: str
 ) -> None:
