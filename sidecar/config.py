@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sidecar import issuers, jwks, keys, tls
+from sidecar import eventloop, issuers, jwks, keys, tls
 from sidecar.crypto import Signer, Verifier
 from sidecar.errors import ConfigError
 from sidecar.jwks_fetch import FetchSettings, Remote, url_problem
@@ -122,6 +122,13 @@ def _realm(raw: str) -> str:
     if not _REALM.fullmatch(raw):
         raise Invalid("must be printable ASCII without quotes or backslashes")
     return raw
+
+
+def _event_loop(raw: str) -> str:
+    choice = _one_of(eventloop.LOOPS)(raw)
+    if choice == "uvloop" and not eventloop.has_uvloop():
+        raise Invalid("uvloop is not installed")
+    return choice
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -414,6 +421,14 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_EVENT_LOOP",
+        "`auto` (uvloop when installed), `asyncio` or `uvloop`",
+        _event_loop,
+        "auto",
+        "event_loop",
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_LOG_LEVEL",
         "debug, info, warning or error",
         _one_of(LOG_LEVELS),
@@ -618,6 +633,7 @@ class Config:
     workers: int
     cache_size: int
     cache_max_ttl: int
+    event_loop: str
     log_level: str
     log_format: str
     decision_log: bool

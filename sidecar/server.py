@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from sidecar import __version__, binding, cache, envoy, limits, routing, service, tls
+from sidecar import __version__, binding, cache, envoy, eventloop, limits, routing, service, tls
 from sidecar.binding import BindError as BindError  # raised by serve, caught by the CLI
 from sidecar.config import Config, build_minter
 from sidecar.envoy import EnvoyAuthorization
@@ -43,7 +43,7 @@ def run(config: Config, load: Callable[[], Config] | None = None, worker: bool =
     supervisor's `worker` shares its port with the other workers, and also drains when the
     supervisor is gone (see supervisor.py).
     """
-    return asyncio.run(serve(config, load, worker))
+    return eventloop.runner(config.event_loop)(serve(config, load, worker))
 
 
 async def serve(
@@ -144,7 +144,10 @@ async def _serve(
             background.append(asyncio.create_task(reloader.poll(config.reload_seconds)))
     http = observe.side.address if observe.side else None
     log.info(
-        "%s serving %s", __version__, replace(config, listen=address, http_listen=http).describe()
+        "%s serving %s loop=%s",
+        __version__,
+        replace(config, listen=address, http_listen=http).describe(),
+        type(loop).__module__.partition(".")[0],  # uvloop, or asyncio
     )
     if config.ready_file:
         try:

@@ -324,6 +324,7 @@ BAD_CONFIGS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "SIDECAR_CLOCK_SKEW_SECONDS": "soon",
             "SIDECAR_LISTEN": "nowhere",
             "SIDECAR_LOG_LEVEL": "loud",
+            "SIDECAR_EVENT_LOOP": "trio",
         },
         {
             "AUTH_JWT_ALG": "Missing or invalid 'alg'",
@@ -331,6 +332,7 @@ BAD_CONFIGS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
             "SIDECAR_CLOCK_SKEW_SECONDS": "soon",
             "SIDECAR_LISTEN": "nowhere",
             "SIDECAR_LOG_LEVEL": "loud",
+            "SIDECAR_EVENT_LOOP": "trio",
         },
     ),
     "short HS key": (

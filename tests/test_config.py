@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import os
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from support import ALGORITHMS, CURVE_NAMES, CURVES, HS_SECRET, key_pair, secure_env, sign
 
-from sidecar import config
+from sidecar import config, eventloop
 from sidecar.config import SECURE_ONLY, SETTINGS, Config
 from sidecar.errors import ConfigError
 from sidecar.jwks_fetch import FetchSettings
@@ -890,3 +891,14 @@ def test_every_setting_is_offered_to_serve_and_only_known_commands() -> None:
 def test_mode_is_an_enum() -> None:
     assert config.load({"AUTH_MODE": "insecure"}).mode is Mode.INSECURE
     assert config.load(secure_env("HS256")).mode is Mode.SECURE
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where uvloop cannot be installed (it is a dependency only where libuv builds)."""
+    monkeypatch.setattr(eventloop, "has_uvloop", lambda: False)
+    assert eventloop.runner(config.load({"AUTH_MODE": "insecure"}).event_loop) is asyncio.run
+    with pytest.raises(ConfigError) as raised:
+        config.load({"AUTH_MODE": "insecure", "SIDECAR_EVENT_LOOP": "uvloop"})
+    assert raised.value.problems == ["SIDECAR_EVENT_LOOP: uvloop is not installed"]

@@ -885,6 +885,18 @@ def test_debug_logs_decisions_but_never_tokens(sidecar_factory: StartSidecar) ->
     assert "alice-debug" not in log
 
 
+@pytest.mark.parametrize(("choice", "runs"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_the_event_loop_is_chosen_by_config(
+    sidecar_factory: StartSidecar, choice: str, runs: str
+) -> None:
+    """uvloop by default (it is a dependency here), asyncio's own loop on request; both serve."""
+    sidecar = sidecar_factory({"AUTH_MODE": "insecure", "SIDECAR_EVENT_LOOP": choice})
+    with auth_stub(sidecar.address) as stub:
+        assert validate(stub, unsigned({"sub": "loop"})).valid
+    assert sidecar.logged(" serving ").endswith(f" loop={runs}")
+    assert sidecar.terminate() == 0
+
+
 def test_a_user_id_cannot_forge_a_log_line(sidecar_factory: StartSidecar) -> None:
     sidecar = sidecar_factory({"AUTH_MODE": "insecure"})
     forged = "2001-01-01 00:00:00,000 INFO auth-sidecar stopped"
