@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,10 @@ HS_SECRET = "b" * 64
 DISTINCT_TOKENS = 3000
 # How ghz's timed runs end: it cancels the calls still in flight and closes its connections.
 ENDING_ERRORS = ("transport is closing", "use of closed network connection", "context canceled")
+# The gRPC load generators open up to this many connections: SO_REUSEPORT hashes each connection
+# to one worker, and with 4 connections one of 2 workers often got 3 or all 4 (the ratios then
+# measured the hashing, not the servers); 16 spread evenly enough.
+CONNECTIONS = 16
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -75,7 +80,14 @@ class Point:
     # CPU time that every server process (not the load generator) spent per completed call: a
     # figure that contention on a shared machine disturbs far less than req/s.
     server_cpu_us: float = 0.0
+    # The same for the load generator: with the servers', it tells whether the machine was full.
+    generator_cpu_us: float = 0.0
     note: str = ""
+
+    @property
+    def cores(self) -> float:
+        """CPU cores the servers and the load generator used together during the run."""
+        return (self.server_cpu_us + self.generator_cpu_us) * self.rps / 1e6
 
 
 @dataclass
@@ -89,7 +101,7 @@ class Results:
         print(
             f"  {point.scenario:34s} c={point.concurrency:<4d} {point.rps:9.0f} req/s "
             f"p50 {point.p50_ms:7.2f} ms  p99 {point.p99_ms:7.2f} ms  errors {point.errors}  "
-            f"server CPU {point.server_cpu_us:6.0f} us/call"
+            f"server CPU {point.server_cpu_us:6.0f} us/call  cores {point.cores:4.2f}"
             + (f"  ({point.note})" if point.note else ""),
             flush=True,
         )
@@ -186,7 +198,7 @@ def grpc_frame(message: Any) -> bytes:
 
 
 def h2load(address: str, path: str, frame: bytes, concurrency: int, seconds: float) -> Point:
-    clients = min(concurrency, 4)
+    clients = min(concurrency, CONNECTIONS)
     with tempfile.NamedTemporaryFile(suffix=".bin") as data:
         Path(data.name).write_bytes(frame)
         out = subprocess.run(
@@ -234,7 +246,7 @@ def ghz(
                 tool("ghz"),
                 *("--insecure", "--protoset", str(protoset), "--call", call),
                 *("-D", file.name, "-c", str(concurrency), "-z", f"{seconds}s"),
-                *("--connections", str(min(concurrency, 4)), "--format", "json"),
+                *("--connections", str(min(concurrency, CONNECTIONS)), "--format", "json"),
                 *(("--rps", str(rps)) if rps else ()),
                 address,
             ],
@@ -490,11 +502,21 @@ def measured(scenario: str, measure: Callable[[], Point], note: str = "") -> Poi
     """Runs `measure` and adds the servers' CPU time per call to its point."""
     servers = descendants(os.getpid())  # before the load generator starts: servers only
     before = cpu_seconds(servers)
+    # The generator is a child that measure() waits for: its CPU lands in RUSAGE_CHILDREN.
+    generator_before = _children_cpu()
     point = measure()
     used = cpu_seconds(servers) - before
+    generator = _children_cpu() - generator_before
     point.scenario, point.note = scenario, note
-    point.server_cpu_us = used * 1e6 / point.count if point.count else 0.0
+    if point.count:
+        point.server_cpu_us = used * 1e6 / point.count
+        point.generator_cpu_us = generator * 1e6 / point.count
     return point
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 VALIDATE = "/authsidecar.v1.AuthService/Validate"
@@ -603,6 +625,7 @@ def latency_scenarios(run: Run) -> None:
     """p99 at half the saturating rate, for Validate hits and misses (RS256)."""
     print("p99 at half the saturating rate (ghz --rps)", flush=True)
     many = tokens("RS256", run.keys, run.distinct)
+    rates = []
     for label, extra, data in (
         ("hits", {}, [{"token": many[0]}]),
         ("misses", {"SIDECAR_CACHE_SIZE": "0"}, [{"token": t} for t in many]),
@@ -611,6 +634,7 @@ def latency_scenarios(run: Run) -> None:
         with sidecar(run.directory, run.workers, env, many[0]) as server:
             peak = ghz(server.address, VALIDATE[1:], run.protoset, 16, run.seconds, data)
             rate = int(peak.rps / 2)
+            rates.append(rate)
             run.results.add(
                 measured(
                     f"sidecar Validate RS256 {label} at half load",
@@ -618,6 +642,19 @@ def latency_scenarios(run: Run) -> None:
                         ghz, server.address, VALIDATE[1:], run.protoset, 16, run.seconds, data, rate
                     ),
                     f"--rps {rate} of a {peak.rps:.0f} peak",
+                )
+            )
+    # The floor: a server that decides nothing, at the same rate, on the same machine.
+    data = [{"token": many[0]}]
+    with baseline(run.directory, run.workers) as bare:
+        for label, rate in zip(("hits", "misses"), rates, strict=True):
+            run.results.add(
+                measured(
+                    f"bare Validate at the {label}' half-load rate",
+                    partial(
+                        ghz, bare.address, VALIDATE[1:], run.protoset, 16, run.seconds, data, rate
+                    ),
+                    f"--rps {rate}",
                 )
             )
 
@@ -730,6 +767,21 @@ def ratios(results: Results) -> dict[str, str]:
         by_cpu = f"{cb / ca:.2f}" if ca and cb and "worker" not in a else "-"
         return f"{x / y:.2f} | {by_cpu}"
 
+    def cores(*scenarios: str) -> str:
+        found = [results.peak(name) for name in scenarios]
+        used = " / ".join(f"{p.cores:.2f}" for p in found if p)
+        return f"{used} of {os.cpu_count()} | -" if used else "not measured"
+
+    def p99s() -> str:
+        def ms(*names: str) -> str:
+            found = [results.peak(name) for name in names]
+            return " / ".join(f"{p.p99_ms:.1f}" for p in found if p) + " ms"
+
+        half = ("hits", "misses")
+        sidecar = ms(*(f"sidecar Validate RS256 {label} at half load" for label in half))
+        bare = ms(*(f"bare Validate at the {label}' half-load rate" for label in half))
+        return f"{sidecar} | {bare}"
+
     return {
         "Validate misses HS256 / bare (ghz), target >= 0.7": ratio(
             "sidecar Validate HS256 misses (ghz)", "bare Validate (ghz)"
@@ -758,6 +810,17 @@ def ratios(results: Results) -> dict[str, str]:
         "Envoy: ext_authz sidecar / jwt_authn, target >= 0.25": ratio(
             "Envoy ext_authz to sidecar RS256", "Envoy jwt_authn RS256"
         ),
+        # What no ext_authz server in Python can pass: a server that decides nothing.
+        "ceiling: Envoy ext_authz no-op / jwt_authn": ratio(
+            "Envoy ext_authz to no-op Check", "Envoy jwt_authn RS256"
+        ),
+        "ceiling: Envoy ext_authz no-op / OPA-Envoy": ratio(
+            "Envoy ext_authz to no-op Check", "Envoy ext_authz to OPA-Envoy RS256"
+        ),
+        "cores used (servers + load generator), 1 worker / 2 workers, of the machine's": cores(
+            "sidecar Validate HS256 hits, 1 worker(s)", "sidecar Validate HS256 hits, 2 worker(s)"
+        ),
+        "p99 at half load, target < 5 ms: sidecar hits / misses | bare at those rates": p99s(),
     }
 
 
@@ -778,14 +841,15 @@ def write(results: Results, out: Path) -> None:
     )
     lines = [
         "| scenario | tool | concurrency | req/s | p50 ms | p99 ms | errors | "
-        "server CPU us/call | note |"
+        "server CPU us/call | generator CPU us/call | cores | note |"
     ]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for p in results.points:
         p99 = f"{p.p99_ms:.2f}" if p.p99_ms else "-"
         lines.append(
             f"| {p.scenario} | {p.tool} | {p.concurrency} | {p.rps:.0f} | {p.p50_ms:.2f} | "
-            f"{p99} | {p.errors} | {p.server_cpu_us:.0f} | {p.note} |"
+            f"{p99} | {p.errors} | {p.server_cpu_us:.0f} | {p.generator_cpu_us:.0f} | "
+            f"{p.cores:.2f} | {p.note} |"
         )
     lines += [
         "",
