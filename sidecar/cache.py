@@ -27,6 +27,9 @@ from sidecar.validator import Decision
 
 T = TypeVar("T")
 
+Counters = tuple[Callable[[], None], Callable[[], None]]
+"""What a cache calls on a hit and on a miss."""
+
 # 16 bytes of BLAKE2b: collisions are out of reach (2^64 work), and the digest is cheap.
 DIGEST_BYTES = 16
 
@@ -48,11 +51,12 @@ class CachingValidator:
         skew: int,
         clock: Callable[[], float] = time.time,
         epoch: Callable[[], int] | None = None,
-        counters: tuple[Callable[[], None], Callable[[], None]] | None = None,
+        counters: Counters | None = None,
     ) -> None:
         """`epoch` changes whenever the keys behind `validator` change (a JWKS refresh): the
         cache then forgets every decision, so a rotated-out key's token is refused at once.
-        `counters`: what to call on a hit and on a miss (metrics), besides `hits` and `misses`."""
+        `counters`: what to call on a hit and on a miss (metrics); by default they are counted
+        in `hits` and `misses`."""
         if size < 1:
             raise ValueError("a cache needs room for at least one decision; size 0 means no cache")
         self._validator = validator
@@ -66,7 +70,7 @@ class CachingValidator:
         self._entries: OrderedDict[bytes, tuple[Decision, float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
-        self._hit, self._miss = counters or (_nothing, _nothing)
+        self._hit, self._miss = counters or (self._count_hit, self._count_miss)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -82,11 +86,9 @@ class CachingValidator:
             decision, until = entry
             if now < until and self._still_in_time(decision, now):
                 self._entries.move_to_end(key)
-                self.hits += 1
                 self._hit()
                 return decision
             del self._entries[key]
-        self.misses += 1
         self._miss()
         decision = self._validator.decide(token)
         if decision.valid:
@@ -102,6 +104,12 @@ class CachingValidator:
     def clear(self) -> None:
         """Forgets every decision: call it whenever keys or configuration change."""
         self._entries.clear()
+
+    def _count_hit(self) -> None:
+        self.hits += 1
+
+    def _count_miss(self) -> None:
+        self.misses += 1
 
     def _still_in_time(self, decision: Decision, now: float) -> bool:
         """The Validator's own time rules, on the claims it accepted, at the time `now`."""
@@ -120,16 +128,12 @@ def caching(
     skew: int,
     clock: Callable[[], float] = time.time,
     epoch: Callable[[], int] | None = None,
-    counters: tuple[Callable[[], None], Callable[[], None]] | None = None,
+    counters: Counters | None = None,
 ) -> Decider:
     """`validator` behind a cache of `size` decisions; `validator` itself when size is 0."""
     if size == 0:
         return validator
     return CachingValidator(validator, size, max_ttl, skew, clock, epoch, counters)
-
-
-def _nothing() -> None:
-    pass
 
 
 class Responses(Generic[T]):

@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from sidecar import __version__
+from sidecar.cache import Counters
 from sidecar.errors import Reason
 
 PREFIX: Final = "auth_sidecar"
@@ -130,7 +131,7 @@ class Metrics:
             for reason in Reason
         }
 
-    def cache_counters(self) -> tuple[Callable[[], None], Callable[[], None]]:
+    def cache_counters(self) -> Counters:
         """The bound increments for a cache hit and a cache miss."""
         return self._cache.labels("hit").inc, self._cache.labels("miss").inc
 

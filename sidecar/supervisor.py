@@ -127,8 +127,11 @@ class Supervisor:
                 more, http = reserve(self._config.http_listen, "SIDECAR_HTTP_LISTEN")
                 holders += more
             with tempfile.TemporaryDirectory(prefix="auth-sidecar-") as directory:
+                metrics = Path(directory) / "metrics" if http else None
+                if metrics:
+                    metrics.mkdir()
                 slots = [
-                    asyncio.create_task(self._keep(slot, address, http, Path(directory)))
+                    asyncio.create_task(self._keep(slot, address, http, Path(directory), metrics))
                     for slot in range(self._config.workers)
                 ]
                 code = await self._serve(address, http)
@@ -181,15 +184,14 @@ class Supervisor:
         log.info("draining %d workers", len(self._workers))
         return 0
 
-    async def _keep(self, slot: int, address: str, http: str | None, directory: Path) -> int:
-        """Runs worker `slot` until the supervisor stops; returns its last exit code."""
+    async def _keep(
+        self, slot: int, address: str, http: str | None, directory: Path, metrics: Path | None
+    ) -> int:
+        """Runs worker `slot` until the supervisor stops; returns its last exit code. With the
+        side listener on `http`, the workers record their metrics in `metrics`."""
         ready = directory / f"worker-{slot}"
-        extra, env = [], None
-        metrics = directory / "metrics"
-        if http:
-            extra = ["--http-listen", http]
-            metrics.mkdir(exist_ok=True)
-            env = {**os.environ, MULTIPROCESS_DIR_ENV: str(metrics)}
+        extra = ["--http-listen", http] if http else []
+        env = {**os.environ, MULTIPROCESS_DIR_ENV: str(metrics)} if metrics else None
         while True:
             ready.unlink(missing_ok=True)
             process = await asyncio.create_subprocess_exec(
@@ -224,7 +226,7 @@ class Supervisor:
             code = await waiting
             self._serving.discard(slot)
             del self._workers[slot]
-            if http:
+            if metrics:
                 # Its calls in flight are no longer in flight; its counters still count.
                 multiprocess.mark_process_dead(process.pid, str(metrics))
             if self._stopping.is_set():
