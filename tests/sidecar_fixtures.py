@@ -7,7 +7,15 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 from inprocess import in_thread
-from support import Sidecar, StartSidecar, insecure_config, short_tmp_dir, start_sidecar
+from support import (
+    Sidecar,
+    StartSidecar,
+    Upstream,
+    insecure_config,
+    short_tmp_dir,
+    start_sidecar,
+    start_upstream,
+)
 
 
 @pytest.fixture
@@ -53,3 +61,13 @@ def insecure_unix() -> Iterator[str]:
         in_thread(insecure_config(), f"unix:{directory}/auth.sock") as address,
     ):
         yield address
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """A real HTTP echo that stands in for the sync server behind Envoy, shared by a module."""
+    echo = start_upstream()
+    try:
+        yield echo
+    finally:
+        echo.stop()

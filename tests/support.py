@@ -11,6 +11,7 @@ import http.client
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from sidecar import config
 
@@ -110,6 +112,17 @@ def _signing_key(alg: str) -> Any:
     return serialization.load_pem_private_key(key_pair(alg).private_pem.encode(), password=None)
 
 
+def public_jwk(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, **members: Any
+) -> dict[str, Any]:
+    """`key`'s public half as a JWK, by PyJWT (not the sidecar), plus `members` (`kid`...)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    else:
+        jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {**jwk, **members}
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -167,6 +180,16 @@ class Sidecar:
 
 StartSidecar = Callable[..., Sidecar]
 """The `sidecar_factory` fixture: `start(env, listen="127.0.0.1:0", args=())`."""
+
+
+# A supervisor's log lines: a worker serving, and a worker's last line with its call count.
+SERVING = re.compile(r"worker (\d+) serving \(pid (\d+)\)")
+STOPPED = re.compile(r"auth-sidecar\[(\d+)\] stopped after (\d+) calls")
+
+
+def serving_pids(log: list[str]) -> dict[int, int]:
+    """worker slot -> pid of its latest process, from the supervisor's log."""
+    return {int(m[1]): int(m[2]) for line in list(log) if (m := SERVING.search(line))}
 
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -33,19 +33,18 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwks_server import jwks_server
-from jwt.algorithms import ECAlgorithm
 from support import (
     Envoy,
     Upstream,
     blackhole,
     example_envoy_config,
     key_pair,
+    public_jwk,
     running,
     secure_env,
     short_tmp_dir,
     sign,
     start_envoy,
-    start_upstream,
     unsigned,
     warm_authz,
 )
@@ -179,15 +178,6 @@ def sidecar_env(mode: str, extra: Mapping[str, str]) -> dict[str, str]:
     if mode == "insecure":
         return {"AUTH_MODE": "insecure", **extra}
     return secure_env(mode, **extra)
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    echo = start_upstream()
-    try:
-        yield echo
-    finally:
-        echo.stop()
 
 
 @pytest.fixture(scope="module")
@@ -567,7 +557,7 @@ def test_a_jwks_backed_sidecar_behind_envoy(upstream: Upstream, workdir: str) ->
     """Keys fetched over HTTP: Envoy's Check allows the provider's token and refuses a forgery."""
     key, forger = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     with jwks_server() as keys, ExitStack() as cleanup:
-        keys.serve_keys({**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k1"})
+        keys.serve_keys(public_jwk(key, kid="k1"))
         env = {"AUTH_MODE": "secure", "AUTH_JWT_ALG": "ES256", "AUTH_JWT_JWKS_URL": keys.url}
         sidecar = cleanup.enter_context(running(env))
         config = example_envoy_config(

@@ -4,7 +4,7 @@ example config, in front of a real sidecar that requires client certificates."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from support import (
     running,
     short_tmp_dir,
     start_envoy,
-    start_upstream,
     unsigned,
 )
 from test_envoy import ENVOY_ARGS, SHAPE, Reply, bearer, seen, send
@@ -25,15 +24,6 @@ from test_envoy import ENVOY_ARGS, SHAPE, Reply, bearer, seen, send
 SNIPPET = ENVOY_EXAMPLE.with_name("authz-mtls.yaml")
 CLUSTER = "      load_assignment:\n        cluster_name: auth_sidecar\n"
 SERVER_NAME = "auth-sidecar.local"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    echo = start_upstream()
-    try:
-        yield echo
-    finally:
-        echo.stop()
 
 
 def _config(upstream: Upstream, sidecar: str, tls_dir: Path, client_cert: bool) -> str:

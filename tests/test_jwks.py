@@ -10,7 +10,8 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, HMACAlgorithm, RSAAlgorithm
+from jwt.algorithms import HMACAlgorithm
+from support import public_jwk
 
 from sidecar import jwks, jws, keys
 from sidecar.errors import KeysUnavailable
@@ -27,14 +28,6 @@ def rsa_keys() -> list[rsa.RSAPrivateKey]:
 @pytest.fixture(scope="module")
 def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def rsa_jwk(key: rsa.RSAPrivateKey, **extra: Any) -> dict[str, Any]:
-    return {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), **extra}
-
-
-def ec_jwk(key: ec.EllipticCurvePrivateKey, **extra: Any) -> dict[str, Any]:
-    return {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), **extra}
 
 
 def key_set(*keys: Any) -> str:
@@ -88,7 +81,7 @@ def test_thumbprint_matches_rfc_7638_example() -> None:
 
 
 def test_thumbprint_covers_only_the_required_members(ec_key: ec.EllipticCurvePrivateKey) -> None:
-    bare = ec_jwk(ec_key)
+    bare = public_jwk(ec_key)
     assert keys.thumbprint({**bare, "kid": "x", "use": "sig"}) == keys.thumbprint(bare)
     assert keys.thumbprint({**bare, "x": bare["y"]}) != keys.thumbprint(bare)
     with pytest.raises(ValueError, match="thumbprint"):
@@ -96,7 +89,9 @@ def test_thumbprint_covers_only_the_required_members(ec_key: ec.EllipticCurvePri
 
 
 def test_the_kid_selects_the_key(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
-    verifier = verifier_for(key_set(rsa_jwk(rsa_keys[0], kid="a"), rsa_jwk(rsa_keys[1], kid="b")))
+    verifier = verifier_for(
+        key_set(public_jwk(rsa_keys[0], kid="a"), public_jwk(rsa_keys[1], kid="b"))
+    )
     assert check(verifier, sign(rsa_keys[0], kid="a"))
     assert check(verifier, sign(rsa_keys[1], kid="b"))
     # Signed by a key of the set, but naming the other one: refused.
@@ -105,7 +100,7 @@ def test_the_kid_selects_the_key(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
 
 def test_an_unknown_kid_is_refused_and_reported(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     hook = Hook()
-    verifier = verifier_for(key_set(rsa_jwk(rsa_keys[0], kid="a")), on_unknown_kid=hook)
+    verifier = verifier_for(key_set(public_jwk(rsa_keys[0], kid="a")), on_unknown_kid=hook)
     assert not check(verifier, sign(rsa_keys[0], kid="zzz"))
     assert hook.calls == 1
     assert check(verifier, sign(rsa_keys[0], kid="a"))
@@ -114,7 +109,7 @@ def test_an_unknown_kid_is_refused_and_reported(rsa_keys: list[rsa.RSAPrivateKey
 
 def test_keys_without_kid_are_tried_for_any_kid(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     """As Envoy's jwt_authn: a JWK without `kid` matches every token `kid`."""
-    verifier = verifier_for(key_set(rsa_jwk(rsa_keys[0], kid="a"), rsa_jwk(rsa_keys[1])))
+    verifier = verifier_for(key_set(public_jwk(rsa_keys[0], kid="a"), public_jwk(rsa_keys[1])))
     assert check(verifier, sign(rsa_keys[1], kid="a"))
     assert check(verifier, sign(rsa_keys[1], kid="other"))
 
@@ -122,7 +117,7 @@ def test_keys_without_kid_are_tried_for_any_kid(rsa_keys: list[rsa.RSAPrivateKey
 def test_a_token_without_kid_tries_a_bounded_number_of_keys(
     rsa_keys: list[rsa.RSAPrivateKey],
 ) -> None:
-    verifier = verifier_for(key_set(*(rsa_jwk(k, kid=str(i)) for i, k in enumerate(rsa_keys))))
+    verifier = verifier_for(key_set(*(public_jwk(k, kid=str(i)) for i, k in enumerate(rsa_keys))))
     assert check(verifier, sign(rsa_keys[0]))
     assert check(verifier, sign(rsa_keys[jwks.MAX_TRIES - 1]))
     assert not check(verifier, sign(rsa_keys[jwks.MAX_TRIES]))
@@ -134,12 +129,12 @@ def test_the_key_type_and_curve_must_fit_the_alg(
     rsa_keys: list[rsa.RSAPrivateKey], ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     verifier = verifier_for(
-        key_set(rsa_jwk(rsa_keys[0], kid="r"), ec_jwk(ec_key, kid="e")), ANY_ASYMMETRIC
+        key_set(public_jwk(rsa_keys[0], kid="r"), public_jwk(ec_key, kid="e")), ANY_ASYMMETRIC
     )
     assert check(verifier, sign(rsa_keys[0], "RS384", kid="r"))
     assert check(verifier, sign(ec_key, "ES256", kid="e"))
     # An HMAC token whose secret is the RSA key's public JWK text: the classic confusion.
-    public_text = json.dumps(rsa_jwk(rsa_keys[0], kid="r")).encode()
+    public_text = json.dumps(public_jwk(rsa_keys[0], kid="r")).encode()
     assert not check(verifier, forge({"alg": "HS256", "kid": "r"}, public_text))
     # ES384 is allowed, but the only EC key is P-256.
     p384 = ec.generate_private_key(ec.SECP384R1())
@@ -147,7 +142,7 @@ def test_the_key_type_and_curve_must_fit_the_alg(
 
 
 def test_the_jwks_own_alg_must_equal_the_tokens(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
-    verifier = verifier_for(key_set(rsa_jwk(rsa_keys[0], kid="a", alg="RS384")), ANY_ASYMMETRIC)
+    verifier = verifier_for(key_set(public_jwk(rsa_keys[0], kid="a", alg="RS384")), ANY_ASYMMETRIC)
     assert check(verifier, sign(rsa_keys[0], "RS384", kid="a"))
     assert not check(verifier, sign(rsa_keys[0], "RS256", kid="a"))
 
@@ -165,7 +160,9 @@ def test_the_jwks_own_alg_must_equal_the_tokens(rsa_keys: list[rsa.RSAPrivateKey
 def test_keys_that_may_not_verify_are_skipped_with_a_warning(
     rsa_keys: list[rsa.RSAPrivateKey], extra: dict[str, Any], why: str
 ) -> None:
-    document = key_set(rsa_jwk(rsa_keys[0], kid="bad", **extra), rsa_jwk(rsa_keys[1], kid="ok"))
+    document = key_set(
+        public_jwk(rsa_keys[0], kid="bad", **extra), public_jwk(rsa_keys[1], kid="ok")
+    )
     keys, warnings = jwks.parse(document, RS, allow_oct=False)
     assert len(warnings) == 1
     assert warnings[0].startswith("skipped kid 'bad': ")
@@ -179,18 +176,18 @@ def test_unusable_keys_are_skipped_with_their_kid_named(
     rsa_keys: list[rsa.RSAPrivateKey], ec_key: ec.EllipticCurvePrivateKey
 ) -> None:
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    point = ec_jwk(ec_key)
+    point = public_jwk(ec_key)
     off_curve = {**point, "y": point["x"]}
     document = key_set(
         {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
-        rsa_jwk(small, kid="small"),
+        public_jwk(small, kid="small"),
         {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "kid": "hmac"},
         {**off_curve, "kid": "curve"},
         {**point, "x": point["x"][:-3], "kid": "short"},
         {"kty": "RSA", "kid": "empty"},
         {"kty": "RSA", "kid": 7},
         "not an object",
-        rsa_jwk(rsa_keys[0], kid="good"),
+        public_jwk(rsa_keys[0], kid="good"),
     )
     keys, warnings = jwks.parse(document, frozenset({"RS256", "ES256", "HS256"}), allow_oct=False)
     assert warnings == [
@@ -220,7 +217,7 @@ def test_oct_keys_from_a_file_verify_hs_tokens() -> None:
 
 def test_no_usable_key_is_fatal(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     with pytest.raises(jwks.JwksProblem, match=r"no key usable with RS256 .*kid 'x'"):
-        jwks.parse(key_set(rsa_jwk(rsa_keys[0], kid="x", use="enc")), RS, allow_oct=False)
+        jwks.parse(key_set(public_jwk(rsa_keys[0], kid="x", use="enc")), RS, allow_oct=False)
     with pytest.raises(jwks.JwksProblem, match="no key usable"):
         jwks.parse(key_set(), RS, allow_oct=False)
 
@@ -242,7 +239,7 @@ def test_documents_that_are_not_key_sets(document: bytes, problem: str) -> None:
 
 
 def test_a_huge_set_is_cut(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
-    many = [rsa_jwk(rsa_keys[0], kid=str(i)) for i in range(jwks.MAX_KEYS + 1)]
+    many = [public_jwk(rsa_keys[0], kid=str(i)) for i in range(jwks.MAX_KEYS + 1)]
     keys, warnings = jwks.parse(key_set(*many), RS, allow_oct=False)
     assert warnings == [f"the set has {jwks.MAX_KEYS + 1} keys; only the first 64 are used"]
     assert keys.count == jwks.MAX_KEYS
@@ -253,7 +250,7 @@ def test_before_a_set_is_loaded_verify_raises(rsa_keys: list[rsa.RSAPrivateKey])
     token = sign(rsa_keys[0], kid="a")
     with pytest.raises(KeysUnavailable):
         check(verifier, token)
-    keys, _ = jwks.parse(key_set(rsa_jwk(rsa_keys[0], kid="a")), RS, allow_oct=False)
+    keys, _ = jwks.parse(key_set(public_jwk(rsa_keys[0], kid="a")), RS, allow_oct=False)
     verifier.update(keys)
     assert check(verifier, token)
 
@@ -267,6 +264,6 @@ def test_a_non_string_kid_is_refused() -> None:
 
 
 def test_the_set_maps_thumbprints_to_kids(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
-    jwk = rsa_jwk(rsa_keys[0], kid="named")
-    parsed, _ = jwks.parse(key_set(jwk, rsa_jwk(rsa_keys[1])), RS, allow_oct=False)
+    jwk = public_jwk(rsa_keys[0], kid="named")
+    parsed, _ = jwks.parse(key_set(jwk, public_jwk(rsa_keys[1])), RS, allow_oct=False)
     assert parsed.kid_by_thumbprint == {keys.thumbprint(jwk): "named"}

@@ -11,7 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from jwt.algorithms import ECAlgorithm
+from support import public_jwk
 
 from sidecar import config, keys
 from sidecar.errors import ConfigError, KeysUnavailable, Reason
@@ -77,8 +78,8 @@ def test_a_jwks_file_verifies_tokens_by_kid(
 ) -> None:
     path = write_set(
         tmp_path,
-        {**RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True), "kid": "r"},
-        {**ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True), "kid": "e"},
+        public_jwk(rsa_key, kid="r"),
+        public_jwk(ec_key, kid="e"),
         {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "AA"},
     )
     cfg = config.load({**SECURE, "AUTH_JWT_ALG": "RS256, ES256", "AUTH_JWT_JWKS_FILE": path})
@@ -195,8 +196,8 @@ def test_mint_with_a_jwks_file_signs_with_the_jwks_kid(
 ) -> None:
     path = write_set(
         tmp_path,
-        {**RSAAlgorithm.to_jwk(rsa_key.public_key(), as_dict=True), "kid": "rsa-1"},
-        {**ECAlgorithm.to_jwk(ec_key.public_key(), as_dict=True), "kid": "ec-1"},
+        public_jwk(rsa_key, kid="rsa-1"),
+        public_jwk(ec_key, kid="ec-1"),
     )
     env = {
         **SECURE,

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jwks_server import JwksServer, jwks_server
-from jwt.algorithms import RSAAlgorithm
-from support import StartSidecar, clean_env, until
+from support import StartSidecar, clean_env, public_jwk, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
@@ -36,10 +35,6 @@ def keys() -> list[rsa.RSAPrivateKey]:
 def server() -> Iterator[JwksServer]:
     with jwks_server(up=False) as running:
         yield running
-
-
-def jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    return {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
 
 
 def token(key: rsa.RSAPrivateKey, kid: str) -> str:
@@ -61,7 +56,7 @@ def env(url: str, **extra: str) -> dict[str, str]:
 def test_keys_down_at_start_means_unavailable_then_serving(
     sidecar_factory: StartSidecar, server: JwksServer, keys: list[rsa.RSAPrivateKey]
 ) -> None:
-    server.serve_keys(jwk(keys[0], "a"))
+    server.serve_keys(public_jwk(keys[0], kid="a"))
     sidecar = sidecar_factory(env(server.url))  # start-up does not wait for the provider
     with grpc.insecure_channel(sidecar.address) as channel:
         # types-grpcio-health-checking declares HealthStub without its methods.
@@ -95,7 +90,7 @@ def test_rotation_and_a_random_kid_flood(
 ) -> None:
     """The flood's fetch count is bounded by the elapsed time, whatever the machine's speed."""
     old, new = keys
-    server.serve_keys(jwk(old, "old"))
+    server.serve_keys(public_jwk(old, kid="old"))
     server.up()
     sidecar = sidecar_factory(env(server.url))
     with grpc.insecure_channel(sidecar.address) as channel:
@@ -107,10 +102,10 @@ def test_rotation_and_a_random_kid_flood(
         until(lambda: server.count() == 1)
         assert validate(token(old, "old")).valid
         # Rotation, step 1: the provider adds a key; its first token makes the sidecar refetch.
-        server.serve_keys(jwk(old, "old"), jwk(new, "new"))
+        server.serve_keys(public_jwk(old, kid="old"), public_jwk(new, kid="new"))
         until(lambda: validate(token(new, "new")).valid)
         # Step 2: the old key goes; the scheduled refresh would see it, an unknown kid sooner.
-        server.serve_keys(jwk(new, "new"))
+        server.serve_keys(public_jwk(new, kid="new"))
 
         def old_key_gone() -> bool:
             # An unknown kid asks for an early refetch (rate-limited by the sidecar).
@@ -141,7 +136,7 @@ def test_two_issuers_from_a_config_file(
     keys: list[rsa.RSAPrivateKey],
     tmp_path: Path,
 ) -> None:
-    server.serve_keys(jwk(keys[0], "a"))
+    server.serve_keys(public_jwk(keys[0], kid="a"))
     server.up()
     secret = "s" * 32
     path = tmp_path / "issuers.toml"
@@ -173,7 +168,7 @@ def test_two_issuers_from_a_config_file(
 def test_cli_validate_fetches_the_keys_once(
     server: JwksServer, keys: list[rsa.RSAPrivateKey]
 ) -> None:
-    server.serve_keys(jwk(keys[0], "a"))
+    server.serve_keys(public_jwk(keys[0], kid="a"))
     command = [sys.executable, "-m", "sidecar", "validate", token(keys[0], "a")]
 
     def run() -> subprocess.CompletedProcess[str]:

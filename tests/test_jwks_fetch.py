@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from jwks_server import JwksServer, jwks_server
-from jwt.algorithms import RSAAlgorithm
+from support import public_jwk
 
 from sidecar import jwks, jws
 from sidecar.errors import KeysUnavailable
@@ -54,10 +54,6 @@ def rsa_keys() -> list[rsa.RSAPrivateKey]:
 def server() -> Iterator[JwksServer]:
     with jwks_server() as running:
         yield running
-
-
-def jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    return {**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
 
 
 def accepts(verifier: jwks.JwksVerifier, key: rsa.RSAPrivateKey, kid: str) -> bool:
@@ -116,7 +112,7 @@ def test_max_age_is_read_from_cache_control(header: str | None, seconds: float |
 async def test_cache_control_sets_the_next_refresh_within_bounds(
     server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey], cache_control: str | None, delay: float
 ) -> None:
-    server.serve_keys(jwk(rsa_keys[0], "a"))
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
     if cache_control:
         server.headers["Cache-Control"] = cache_control
     fetcher, _ = refresher(server.url)
@@ -126,7 +122,7 @@ async def test_cache_control_sets_the_next_refresh_within_bounds(
 
 async def test_down_at_start_then_up(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     with jwks_server(up=False) as server:
-        server.serve_keys(jwk(rsa_keys[0], "a"))
+        server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
         fetcher, verifier = refresher(server.url)
         assert not await fetcher.refresh()
         assert not await fetcher.refresh()
@@ -148,7 +144,7 @@ async def test_a_failed_refresh_keeps_the_last_good_set(
     caplog: pytest.LogCaptureFixture,
     failure: str,
 ) -> None:
-    server.serve_keys(jwk(rsa_keys[0], "a"))
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
     fetcher, verifier = refresher(server.url)
     assert await fetcher.refresh()
     if failure == "status":
@@ -158,7 +154,7 @@ async def test_a_failed_refresh_keeps_the_last_good_set(
     elif failure == "invalid json":
         server.routes["/jwks.json"] = b'{"keys": ['
     elif failure == "oversized":
-        server.serve_keys(*[jwk(rsa_keys[1], f"k{i}") for i in range(200)])
+        server.serve_keys(*[public_jwk(rsa_keys[1], kid=f"k{i}") for i in range(200)])
         assert len(server.routes["/jwks.json"]) > SETTINGS.max_bytes
     else:
         server.serve_keys()
@@ -180,7 +176,7 @@ async def test_a_failed_refresh_keeps_the_last_good_set(
 async def test_a_slow_provider_times_out(
     server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:
-    server.serve_keys(jwk(rsa_keys[0], "a"))
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
     fetcher, verifier = refresher(server.url, FetchSettings(300, 10, 0.3, 65536))
     assert await fetcher.refresh()
     server.holding = True
@@ -193,16 +189,16 @@ async def test_a_slow_provider_times_out(
 
 async def test_rotation_is_followed(server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     old, new = rsa_keys
-    server.serve_keys(jwk(old, "old"))
+    server.serve_keys(public_jwk(old, kid="old"))
     fetcher, verifier = refresher(server.url)
     assert await fetcher.refresh()
     assert accepts(verifier, old, "old")
     assert not accepts(verifier, new, "new")
-    server.serve_keys(jwk(old, "old"), jwk(new, "new"))
+    server.serve_keys(public_jwk(old, kid="old"), public_jwk(new, kid="new"))
     assert await fetcher.refresh()
     assert accepts(verifier, old, "old")
     assert accepts(verifier, new, "new")
-    server.serve_keys(jwk(new, "new"))
+    server.serve_keys(public_jwk(new, kid="new"))
     assert await fetcher.refresh()
     assert not accepts(verifier, old, "old")
     assert accepts(verifier, new, "new")
@@ -220,7 +216,7 @@ async def until(condition: Any, timeout: float = 10) -> None:
 async def test_a_random_kid_flood_fetches_at_most_once_per_min_refresh(
     server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:
-    server.serve_keys(jwk(rsa_keys[0], "a"))
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
     time = FakeTime()
     fetcher, verifier = refresher(server.url, time=time)
     task = asyncio.create_task(fetcher.run())
@@ -238,7 +234,7 @@ async def test_a_random_kid_flood_fetches_at_most_once_per_min_refresh(
             assert not accepts(verifier, rsa_keys[0], uuid.uuid4().hex)
         await until(lambda: len(time.sleeps) == 2)
         # The provider published the kid meanwhile; it is there after one more interval.
-        server.serve_keys(jwk(rsa_keys[0], "a"), jwk(rsa_keys[1], "late"))
+        server.serve_keys(public_jwk(rsa_keys[0], kid="a"), public_jwk(rsa_keys[1], kid="late"))
         assert not accepts(verifier, rsa_keys[1], "late")
         time.now += SETTINGS.min_refresh
         assert not accepts(verifier, rsa_keys[1], "late")
@@ -255,7 +251,7 @@ async def test_oidc_discovery_finds_the_keys(
     server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey]
 ) -> None:
     issuer = server.base + "/realms/test"
-    server.serve_keys(jwk(rsa_keys[0], "a"))
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
     server.routes["/realms/test/.well-known/openid-configuration"] = _discovery(issuer, server.url)
     fetcher, verifier = refresher(issuer, discovery=True)
     assert await fetcher.refresh()
@@ -309,7 +305,7 @@ async def test_https_with_a_private_ca(
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     with jwks_server(ssl_context=context) as server:
-        server.serve_keys(jwk(rsa_keys[0], "a"))
+        server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
         with caplog.at_level(logging.WARNING, "auth-sidecar.jwks"):
             system_cas, _ = refresher(server.url)
             assert not await system_cas.refresh()

@@ -17,11 +17,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from envoy.service.auth.v3 import external_auth_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jwks_server import jwks_server
-from jwt.algorithms import RSAAlgorithm
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from support import Sidecar, StartSidecar, _http_get, running, unsigned, until
-from test_supervisor import STOPPED, serving_pids
+from support import (
+    STOPPED,
+    Sidecar,
+    StartSidecar,
+    _http_get,
+    public_jwk,
+    running,
+    serving_pids,
+    unsigned,
+    until,
+)
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import __version__, config
@@ -139,7 +147,7 @@ async def test_fetches_and_key_set_age_are_recorded() -> None:
     metrics = Metrics(clock=lambda: now[0])
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with jwks_server(up=False) as server:
-        server.serve_keys({**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "a"})
+        server.serve_keys(public_jwk(key, kid="a"))
         settings = FetchSettings(refresh=300, min_refresh=10, timeout=5, max_bytes=64 * 1024)
         refresher = Refresher(
             Remote(server.url),

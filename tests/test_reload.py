@@ -9,15 +9,13 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
-from support import StartSidecar, until
+from support import StartSidecar, public_jwk, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import config
@@ -26,10 +24,6 @@ from sidecar.errors import ConfigError
 from sidecar.reload import KeyFetchers, Reloader, signature
 
 MINT_SECRET = "m" * 40
-
-
-def jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
-    return {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
 
 
 def token(key: ec.EllipticCurvePrivateKey, kid: str) -> str:
@@ -112,7 +106,7 @@ def test_reload_under_load(sidecar_factory: StartSidecar, tmp_path: Path) -> Non
     """Keys rotate through SIGHUP and a symlink swap (mtime polling), and a broken file and a
     mint secret change come and go, while clients validate without pause."""
     keep, new, stranger = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    publish(tmp_path, "v1", json.dumps({"keys": [jwk(keep, "keep")]}))
+    publish(tmp_path, "v1", json.dumps({"keys": [public_jwk(keep, kid="keep")]}))
     mint_secret = tmp_path / "mint"
     mint_secret.write_text(MINT_SECRET)
     signing_key = tmp_path / "signing.pem"
@@ -175,7 +169,11 @@ def test_reload_under_load(sidecar_factory: StartSidecar, tmp_path: Path) -> Non
         try:
             assert not valid(newer)
             # 1. A new key, published by a symlink swap: mtime polling reloads it.
-            publish(tmp_path, "v2", json.dumps({"keys": [jwk(keep, "keep"), jwk(new, "new")]}))
+            publish(
+                tmp_path,
+                "v2",
+                json.dumps({"keys": [public_jwk(keep, kid="keep"), public_jwk(new, kid="new")]}),
+            )
             until(lambda: valid(newer))
             # 2. A broken file and SIGHUP: the reload fails, the running keys stay.
             publish(tmp_path, "v3", "{ not json")
@@ -183,7 +181,7 @@ def test_reload_under_load(sidecar_factory: StartSidecar, tmp_path: Path) -> Non
             until(lambda: any("reload (SIGHUP) failed" in line for line in sidecar.log))
             assert valid(newer)
             # 3. The new key retired, by SIGHUP.
-            publish(tmp_path, "v4", json.dumps({"keys": [jwk(keep, "keep")]}))
+            publish(tmp_path, "v4", json.dumps({"keys": [public_jwk(keep, kid="keep")]}))
             sidecar.send(signal.SIGHUP)
             until(lambda: not valid(newer))
             # 4. The mint secret file changes.

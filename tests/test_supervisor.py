@@ -10,14 +10,21 @@ import sys
 
 import grpc
 import pytest
-from support import Sidecar, StartSidecar, clean_env, unsigned, until
+from support import (
+    SERVING,
+    STOPPED,
+    Sidecar,
+    StartSidecar,
+    clean_env,
+    serving_pids,
+    unsigned,
+    until,
+)
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
 INSECURE = {"AUTH_MODE": "insecure", "SIDECAR_WORKERS": "2"}
-SERVING = re.compile(r"worker (\d+) serving \(pid (\d+)\)")
 RELOADED = re.compile(r"\[(\d+)\] reloaded \(SIGHUP\)")
-STOPPED = re.compile(r"auth-sidecar\[(\d+)\] stopped after (\d+) calls")
 
 
 def validate_on_fresh_connections(address: str, calls: int) -> None:
@@ -29,11 +36,6 @@ def validate_on_fresh_connections(address: str, calls: int) -> None:
                 auth_pb2.ValidateRequest(token=token), timeout=10
             )
             assert response.valid
-
-
-def serving_pids(log: list[str]) -> dict[int, int]:
-    """worker slot -> pid of its latest process, from the supervisor's log."""
-    return {int(m[1]): int(m[2]) for line in list(log) if (m := SERVING.search(line))}
 
 
 def serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
