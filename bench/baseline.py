@@ -6,12 +6,20 @@ One server answers both `authsidecar.v1.AuthService/Validate` (the project's stu
 request and sends a constant valid response) and Envoy's `Authorization/Check` (a constant OK):
 the framework's ceiling and the ext_authz hop's ceiling. With `--workers N` it runs N processes on
 one port with SO_REUSEPORT, as the sidecar's workers do.
+
+With `--least-miss`, Validate does instead the least work a cache miss can be in Python: split the
+token, check its HS256 signature (the secret from `BENCH_HS_SECRET`), decode the payload and answer
+with its claims. It checks no claim rule and no strictness: the ceiling of any Python miss path.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hmac
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -29,6 +37,7 @@ from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import eventloop
 
 VALID = auth_pb2.ValidateResponse(valid=True, user_id="bench-user")
+INVALID = auth_pb2.ValidateResponse(valid=False)
 ALLOWED = external_auth_pb2.CheckResponse(
     status=status_pb2.Status(code=code_pb2.OK), ok_response=external_auth_pb2.OkHttpResponse()
 )
@@ -43,14 +52,31 @@ class Auth(auth_pb2_grpc.AuthServiceServicer):
         raise AssertionError("abort raises")
 
 
+class LeastMiss(Auth):
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    async def Validate(self, request: Any, context: Any) -> auth_pb2.ValidateResponse:  # noqa: N802
+        header, payload, signature = request.token.split(".")
+        mac = hmac.digest(self._secret, f"{header}.{payload}".encode(), "sha256")
+        if not hmac.compare_digest(mac, base64.urlsafe_b64decode(signature + "=")):
+            return INVALID
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        response = auth_pb2.ValidateResponse(valid=True, user_id=claims["sub"])
+        response.claims.update(claims)
+        response.expires_at.seconds = claims["exp"]
+        return response
+
+
 class Check(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]
     async def Check(self, request: Any, context: Any) -> Any:  # noqa: N802
         return ALLOWED
 
 
-async def serve(listen: str, ready: Path) -> None:
+async def serve(listen: str, ready: Path, least_miss: bool) -> None:
     server = grpc.aio.server(options=[("grpc.so_reuseport", 1)])
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(Auth(), server)
+    auth = LeastMiss(os.environ["BENCH_HS_SECRET"].encode()) if least_miss else Auth()
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(auth, server)
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Check(), server)
     port = server.add_insecure_port(listen)
     await server.start()
@@ -68,13 +94,14 @@ def main() -> int:
     parser.add_argument("--listen", default="127.0.0.1:0")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--least-miss", action="store_true", help="Validate checks HS256 tokens")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     stops = {signal.SIGTERM, signal.SIGINT}
     if args.child or args.workers == 1:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)  # a child inherits the parent's mask
         # The sidecar's own default loop, so that the ceiling is measured on the same footing.
-        eventloop.runner("auto")(serve(args.listen, args.ready_file))
+        eventloop.runner("auto")(serve(args.listen, args.ready_file, args.least_miss))
         return 0
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # taken by sigwait below
     host, _, port = args.listen.rpartition(":")
@@ -88,6 +115,7 @@ def main() -> int:
         children = [
             subprocess.Popen(
                 [sys.executable, __file__, "--child", "--listen", address, "--ready-file", str(r)]
+                + (["--least-miss"] if args.least_miss else [])
             )
             for r in readies
         ]

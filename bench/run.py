@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                    # all scenarios, 3 s per point
     .venv/bin/python bench/run.py --smoke            # a few seconds: what CI runs; judges nothing
     .venv/bin/python bench/run.py --only grpc        # grpc | check | envoy | memory
+    .venv/bin/python bench/run.py --rounds 3         # every scenario 3 times; medians judged
 
 Load generators are real ones, sharing the machine with the servers as a user's would:
 - h2load (Debian's nghttp2-client): Validate with one token, over gRPC framing by hand;
@@ -83,6 +84,7 @@ class Point:
     # The same for the load generator: with the servers', it tells whether the machine was full.
     generator_cpu_us: float = 0.0
     note: str = ""
+    round: int = 0
 
     @property
     def cores(self) -> float:
@@ -95,8 +97,11 @@ class Results:
     machine: dict[str, str]
     points: list[Point] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    round: int = 0
+    """The round that points added now belong to (`--rounds`)."""
 
     def add(self, point: Point) -> None:
+        point.round = self.round
         self.points.append(point)
         print(
             f"  {point.scenario:34s} c={point.concurrency:<4d} {point.rps:9.0f} req/s "
@@ -107,8 +112,33 @@ class Results:
         )
 
     def peak(self, scenario: str) -> Point | None:
-        points = [p for p in self.points if p.scenario == scenario]
-        return max(points, key=lambda p: p.rps) if points else None
+        """The scenario's highest req/s in each round; of those, the median round's point.
+
+        One run on a shared VM swings by 20% and more: the median of rounds is what is judged.
+        """
+        return _median(self._each_round(scenario, lambda p: p.scenario == scenario))
+
+    def curve(self, scenario: str) -> list[Point]:
+        """Per concurrency, the median round's point: what the plot draws."""
+        levels = sorted({p.concurrency for p in self.points if p.scenario == scenario})
+        found = [
+            _median([p for p in self.points if p.scenario == scenario and p.concurrency == c])
+            for c in levels
+        ]
+        return [p for p in found if p is not None]
+
+    def _each_round(self, scenario: str, keep: Callable[[Point], bool]) -> list[Point]:
+        rounds: dict[int, Point] = {}
+        for p in filter(keep, self.points):
+            if p.round not in rounds or p.rps > rounds[p.round].rps:
+                rounds[p.round] = p
+        return list(rounds.values())
+
+
+def _median(points: list[Point], key: Callable[[Point], float] = lambda p: p.rps) -> Point | None:
+    """The median point by `key` (the lower middle of an even count), or None."""
+    ordered = sorted(points, key=key)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None
 
 
 # -- keys and tokens -----------------------------------------------------------------------------
@@ -356,11 +386,14 @@ def check_request(token: str) -> dict[str, Any]:
 
 
 @contextmanager
-def baseline(directory: str, workers: int) -> Iterator[Server]:
+def baseline(directory: str, workers: int, least_miss: bool = False) -> Iterator[Server]:
+    """The bare server; `least_miss`: its Validate checks HS256 tokens with the least Python."""
     ready = Path(directory) / "baseline.ready"
     ready.unlink(missing_ok=True)
     argv = [sys.executable, str(BENCH / "baseline.py"), "--workers", str(workers)]
-    with start_process([*argv, "--ready-file", str(ready)], ready) as server:
+    argv += ["--least-miss"] if least_miss else []
+    env = {"BENCH_HS_SECRET": HS_SECRET}
+    with start_process([*argv, "--ready-file", str(ready)], ready, env) as server:
         yield server
 
 
@@ -371,16 +404,21 @@ def sidecar(
     """A sidecar with `workers`; `valid`, a token it must accept (load tools only see HTTP 200)."""
     with start_sidecar({**env, "SIDECAR_WORKERS": str(workers)}, directory) as server:
         if valid is not None:
-            import grpc
-
-            from authsidecar.v1 import auth_pb2_grpc
-
-            with grpc.insecure_channel(server.address) as channel:
-                response = auth_pb2_grpc.AuthServiceStub(channel).Validate(
-                    auth_pb2.ValidateRequest(token=valid), timeout=10
-                )
-            assert response.valid, f"the bench token must be valid: {response}"
+            _accepts(server, valid)
         yield server
+
+
+def _accepts(server: Server, token: str) -> None:
+    """Asserts that `server` finds `token` valid: ghz would count a refusal as a success."""
+    import grpc
+
+    from authsidecar.v1 import auth_pb2_grpc
+
+    with grpc.insecure_channel(server.address) as channel:
+        response = auth_pb2_grpc.AuthServiceStub(channel).Validate(
+            auth_pb2.ValidateRequest(token=token), timeout=10
+        )
+    assert response.valid, f"the bench token must be valid: {response}"
 
 
 ENVOY_CONFIG = (BENCH / "templates" / "envoy.yaml").read_text()
@@ -536,6 +574,14 @@ def grpc_scenarios(run: Run) -> None:
         run.sweep(
             "bare Validate (ghz)",
             lambda c: ghz(bare.address, VALIDATE[1:], run.protoset, c, s, data),
+            needs="ghz",
+        )
+    with baseline(run.directory, run.workers, least_miss=True) as least:
+        _accepts(least, many["HS256"][0])
+        run.sweep(
+            "least Python miss HS256 (ghz)",
+            lambda c: ghz(least.address, VALIDATE[1:], run.protoset, c, s, data),
+            f"{run.distinct} tokens: split, HMAC, json.loads, claims Struct",
             needs="ghz",
         )
     for alg in ("HS256", "RS256"):
@@ -774,8 +820,12 @@ def ratios(results: Results) -> dict[str, str]:
 
     def p99s() -> str:
         def ms(*names: str) -> str:
-            found = [results.peak(name) for name in names]
-            return " / ".join(f"{p.p99_ms:.1f}" for p in found if p) + " ms"
+            found = [
+                _median([p for p in results.points if p.scenario == name], lambda p: p.p99_ms)
+                for name in names
+            ]
+            shown = " / ".join(f"{p.p99_ms:.1f}" for p in found if p)
+            return f"{shown} ms" if shown else "not measured"
 
         half = ("hits", "misses")
         sidecar = ms(*(f"sidecar Validate RS256 {label} at half load" for label in half))
@@ -785,6 +835,13 @@ def ratios(results: Results) -> dict[str, str]:
     return {
         "Validate misses HS256 / bare (ghz), target >= 0.7": ratio(
             "sidecar Validate HS256 misses (ghz)", "bare Validate (ghz)"
+        ),
+        # What no Python miss path can pass: the least work a miss can be (bench/baseline.py).
+        "ceiling: least Python miss HS256 / bare (ghz)": ratio(
+            "least Python miss HS256 (ghz)", "bare Validate (ghz)"
+        ),
+        "Validate misses HS256 / least Python miss": ratio(
+            "sidecar Validate HS256 misses (ghz)", "least Python miss HS256 (ghz)"
         ),
         "Validate misses RS256 / bare (ghz), target >= 0.7": ratio(
             "sidecar Validate RS256 misses (ghz)", "bare Validate (ghz)"
@@ -840,16 +897,16 @@ def write(results: Results, out: Path) -> None:
         + "\n"
     )
     lines = [
-        "| scenario | tool | concurrency | req/s | p50 ms | p99 ms | errors | "
+        "| round | scenario | tool | concurrency | req/s | p50 ms | p99 ms | errors | "
         "server CPU us/call | generator CPU us/call | cores | note |"
     ]
-    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for p in results.points:
         p99 = f"{p.p99_ms:.2f}" if p.p99_ms else "-"
         lines.append(
-            f"| {p.scenario} | {p.tool} | {p.concurrency} | {p.rps:.0f} | {p.p50_ms:.2f} | "
-            f"{p99} | {p.errors} | {p.server_cpu_us:.0f} | {p.generator_cpu_us:.0f} | "
-            f"{p.cores:.2f} | {p.note} |"
+            f"| {p.round + 1} | {p.scenario} | {p.tool} | {p.concurrency} | {p.rps:.0f} | "
+            f"{p.p50_ms:.2f} | {p99} | {p.errors} | {p.server_cpu_us:.0f} | "
+            f"{p.generator_cpu_us:.0f} | {p.cores:.2f} | {p.note} |"
         )
     lines += [
         "",
@@ -871,9 +928,8 @@ def _plot(results: Results, path: Path) -> None:
     except ImportError:
         print("bench: no matplotlib (pip install '.[bench]'): no plot", file=sys.stderr)
         return
-    swept: dict[str, list[Point]] = {}
-    for p in results.points:
-        swept.setdefault(p.scenario, []).append(p)
+    names = dict.fromkeys(p.scenario for p in results.points)
+    swept = {name: results.curve(name) for name in names}
     swept = {k: v for k, v in swept.items() if len(v) > 1}
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
     colors = plt.get_cmap("tab20")
@@ -904,12 +960,15 @@ def main() -> int:
     parser.add_argument("--only", action="append", help="grpc, check, envoy, workers, memory")
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--smoke", action="store_true", help="1 s runs at one level; no files")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the scenarios this many times; judge medians"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.levels, args.only = 1.0, "8", args.only or ["grpc", "check"]
     everything = ["grpc", "check", "envoy", "workers", "latency", "memory"]
     chosen = args.only or everything
-    results = Results(machine=machine(args.workers))
+    results = Results(machine={**machine(args.workers), "rounds": str(args.rounds)})
     print(json.dumps(results.machine, indent=2), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as directory, ExitStack():
         run = Run(
@@ -922,11 +981,16 @@ def main() -> int:
             protoset=protoset(Path(directory) / "services.protoset"),
             distinct=100 if args.smoke else DISTINCT_TOKENS,
         )
-        for name in chosen:
-            if name == "envoy":
-                envoy_scenarios(run, opa=available("opa-envoy-plugin"))
-            else:
-                globals()[f"{name}_scenarios"](run)
+        for results.round in range(args.rounds):
+            if args.rounds > 1:
+                print(f"== round {results.round + 1} of {args.rounds}", flush=True)
+            for name in chosen:
+                if name == "memory" and results.round:
+                    continue  # a measure of size, not of speed: once is enough
+                if name == "envoy":
+                    envoy_scenarios(run, opa=available("opa-envoy-plugin"))
+                else:
+                    globals()[f"{name}_scenarios"](run)
         # h2load and wrk count HTTP statuses; also make sure the sidecar decided correctly.
         if args.smoke:
             bad = [p for p in results.points if p.errors]
