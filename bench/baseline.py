@@ -35,6 +35,7 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import eventloop
+from sidecar.server import write_ready_file
 
 VALID = auth_pb2.ValidateResponse(valid=True, user_id="bench-user")
 INVALID = auth_pb2.ValidateResponse(valid=False)
@@ -80,7 +81,8 @@ async def serve(listen: str, ready: Path, least_miss: bool) -> None:
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(Check(), server)
     port = server.add_insecure_port(listen)
     await server.start()
-    ready.write_text(f"{listen.rpartition(':')[0]}:{port}\n")
+    # Atomically: the launcher polls for the file and must never read it half written.
+    write_ready_file(str(ready), f"{listen.rpartition(':')[0]}:{port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -123,7 +125,7 @@ def main() -> int:
             if any(child.poll() is not None for child in children):
                 raise SystemExit("a baseline worker failed to start")
             time.sleep(0.02)
-        args.ready_file.write_text(address + "\n")
+        write_ready_file(str(args.ready_file), address)
         signal.sigwait(stops)
         for child in children:
             child.send_signal(signal.SIGTERM)
