@@ -34,8 +34,8 @@ from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import eventloop
-from sidecar.server import write_ready_file
+from sidecar.runtime import eventloop
+from sidecar.runtime.server import write_ready_file
 
 VALID = auth_pb2.ValidateResponse(valid=True, user_id="bench-user")
 INVALID = auth_pb2.ValidateResponse(valid=False)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sidecar import __version__, config, logs, routing
-from sidecar.errors import ConfigError, KeysUnavailable, MintError
+from sidecar import __version__, config
+from sidecar.core.errors import BindError, ConfigError, KeysUnavailable, MintError
+from sidecar.observe import logs
 
 EXIT_INVALID = 1
 EXIT_CONFIG = 2
@@ -35,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from sidecar import server, supervisor  # grpc is only needed here
+    from sidecar.runtime import (
+        server,  # grpc is only needed here
+        supervisor,
+    )
 
     cfg = _config(args)
     logs.configure(cfg.log_level, cfg.log_format)
@@ -50,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
             )
             return server.run(cfg, reload)
         return supervisor.run(cfg, args.argv)
-    except server.BindError as error:
+    except BindError as error:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
 
@@ -78,13 +82,13 @@ def _mint(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     token = sys.stdin.read().strip() if args.token == "-" else args.token  # noqa: S105
     cfg = _config(args)
-    for refresher in routing.refreshers_for(cfg):
+    for refresher in config.refreshers_for(cfg):
         # One fetch, now: the CLI has no background loop to wait for.
         if not asyncio.run(refresher.refresh()):
             print("validate: the keys could not be fetched (the reason is above)", file=sys.stderr)
             return EXIT_CONFIG
     try:
-        decision = routing.decider(cfg).decide(token)
+        decision = config.decider(cfg).decide(token)
     except KeysUnavailable as error:
         print(f"validate: {error}", file=sys.stderr)
         return EXIT_CONFIG

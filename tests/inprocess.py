@@ -2,7 +2,7 @@
 `Config`, serving inside the test process (as uvicorn's tests run their servers).
 
 The transport is still real (TCP on 127.0.0.1:0 or a Unix socket), but there is no process to
-start, and service.py, rpc.py and server.py are covered in the test run itself. Real sidecar
+start, and auth_service.py, rpc.py and server.py are covered in the test run itself. Real sidecar
 processes (support.start_sidecar) remain for what only a process has: signals, the CLI, logging
 to stderr, binding and exit codes.
 """
@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 
-from sidecar import server
 from sidecar.config import Config
+from sidecar.runtime import server
 
 
 @asynccontextmanager

@@ -15,7 +15,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from support import clean_env
 
-from sidecar import binding
+from sidecar.core.errors import BindError
+from sidecar.runtime import binding
 
 TWO_LOOPBACKS = ["127.0.0.1", "127.0.0.2"]  # the whole of 127/8 is loopback on Linux
 
@@ -55,7 +56,7 @@ async def test_a_name_binds_every_address_on_one_port() -> None:
 async def test_one_taken_address_fails_the_whole_bind(held: socket.socket) -> None:
     port = held.getsockname()[1]
     server = grpc.aio.server()
-    with pytest.raises(binding.BindError) as raised:
+    with pytest.raises(BindError) as raised:
         binding.bind(server, f"sidecar.test:{port}", resolve=_two)
     assert str(raised.value) == (
         f"SIDECAR_LISTEN: cannot listen on sidecar.test:{port}: 127.0.0.2:{port} is in use"
@@ -67,7 +68,7 @@ async def test_an_unknown_host_is_a_bind_error() -> None:
     def nowhere(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    with pytest.raises(binding.BindError, match=r"^SIDECAR_LISTEN: .*cannot resolve nowhere"):
+    with pytest.raises(BindError, match=r"^SIDECAR_LISTEN: .*cannot resolve nowhere"):
         binding.bind(grpc.aio.server(), "nowhere:50051", resolve=nowhere)
 
 

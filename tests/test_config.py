@@ -17,11 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from support import ALGORITHMS, CURVE_NAMES, CURVES, HS_SECRET, key_pair, secure_env, sign
 
-from sidecar import config, eventloop
-from sidecar.config import SECURE_ONLY, SETTINGS, Config
-from sidecar.errors import ConfigError
-from sidecar.jwks_fetch import FetchSettings
-from sidecar.policy import Mode
+from sidecar import config
+from sidecar.config import SECURE_ONLY, SETTINGS, Config, parsers
+from sidecar.core.errors import ConfigError
+from sidecar.core.policy import Mode
+from sidecar.keys.fetch import FetchSettings
+from sidecar.runtime import eventloop
 
 RS_ALGS = ("RS256", "RS384", "RS512")
 ES_ALGS = ("ES256", "ES384", "ES512")
@@ -897,7 +898,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Where uvloop cannot be installed (it is a dependency only where libuv builds)."""
-    monkeypatch.setattr(eventloop, "has_uvloop", lambda: False)
+    monkeypatch.setattr(parsers, "has_uvloop", lambda: False)
     assert eventloop.runner(config.load({"AUTH_MODE": "insecure"}).event_loop) is asyncio.run
     with pytest.raises(ConfigError) as raised:
         config.load({"AUTH_MODE": "insecure", "SIDECAR_EVENT_LOOP": "uvloop"})

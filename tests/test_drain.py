@@ -20,7 +20,7 @@ import pytest
 from support import Sidecar, StartSidecar, unsigned
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar.traffic import Traffic
+from sidecar.observe.traffic import Traffic
 
 # What Envoy's health-checked clusters and gRPC clients with client-side health checking do: a
 # NOT_SERVING backend gets no new calls. No retries: a failed call is counted, not hidden.

@@ -16,9 +16,9 @@ from google.rpc import code_pb2
 from support import insecure_config, secure_config, sign, unsigned
 
 from sidecar import config
+from sidecar.adapters.ext_authz import EnvoyAuthorization
 from sidecar.config import Config
-from sidecar.envoy import EnvoyAuthorization
-from sidecar.errors import ConfigError
+from sidecar.core.errors import ConfigError
 
 # A fixed instant, injected into every Validator here: no decision may depend on how long the
 # suite ran between collecting these parameters and running them.

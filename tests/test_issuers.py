@@ -13,8 +13,9 @@ from jwt.algorithms import RSAAlgorithm
 from support import HS_SECRET, key_pair, signing_material, unsigned
 
 from sidecar import config
-from sidecar.errors import ConfigError, Reason
-from sidecar.routing import IssuerRouter, decider
+from sidecar.config import decider
+from sidecar.core.errors import ConfigError, Reason
+from sidecar.core.routing import IssuerRouter
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "issuers.toml"
 SECURE = {"AUTH_MODE": "secure"}

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import HMACAlgorithm
 from support import public_jwk
 
-from sidecar import jwks, jws, keys
-from sidecar.errors import KeysUnavailable
+from sidecar.core import jws
+from sidecar.core.errors import KeysUnavailable
+from sidecar.keys import algorithms, jwks
 
 RS = frozenset({"RS256"})
 ANY_ASYMMETRIC = frozenset({"RS256", "RS384", "ES256", "ES384"})
@@ -77,15 +78,15 @@ RFC7638_N = (
 
 def test_thumbprint_matches_rfc_7638_example() -> None:
     jwk = {"kty": "RSA", "n": RFC7638_N, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"}
-    assert keys.thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    assert algorithms.thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 
 
 def test_thumbprint_covers_only_the_required_members(ec_key: ec.EllipticCurvePrivateKey) -> None:
     bare = public_jwk(ec_key)
-    assert keys.thumbprint({**bare, "kid": "x", "use": "sig"}) == keys.thumbprint(bare)
-    assert keys.thumbprint({**bare, "x": bare["y"]}) != keys.thumbprint(bare)
+    assert algorithms.thumbprint({**bare, "kid": "x", "use": "sig"}) == algorithms.thumbprint(bare)
+    assert algorithms.thumbprint({**bare, "x": bare["y"]}) != algorithms.thumbprint(bare)
     with pytest.raises(ValueError, match="thumbprint"):
-        keys.thumbprint({"kty": "OKP", "crv": "Ed25519", "x": "AA"})
+        algorithms.thumbprint({"kty": "OKP", "crv": "Ed25519", "x": "AA"})
 
 
 def test_the_kid_selects_the_key(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
@@ -266,4 +267,4 @@ def test_a_non_string_kid_is_refused() -> None:
 def test_the_set_maps_thumbprints_to_kids(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
     jwk = public_jwk(rsa_keys[0], kid="named")
     parsed, _ = jwks.parse(key_set(jwk, public_jwk(rsa_keys[1])), RS, allow_oct=False)
-    assert parsed.kid_by_thumbprint == {keys.thumbprint(jwk): "named"}
+    assert parsed.kid_by_thumbprint == {algorithms.thumbprint(jwk): "named"}

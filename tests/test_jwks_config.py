@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm
 from support import public_jwk
 
-from sidecar import config, keys
-from sidecar.errors import ConfigError, KeysUnavailable, Reason
+from sidecar import config
+from sidecar.core.errors import ConfigError, KeysUnavailable, Reason
+from sidecar.keys import algorithms
 
 SECURE = {"AUTH_MODE": "secure"}
 
@@ -228,4 +229,4 @@ def test_mint_without_a_jwks_kid_uses_the_thumbprint(
         "AUTH_JWT_SIGNING_KEY": pem(ec_key),
     }
     minted = config.build_minter(config.load(env)).mint("bob").token
-    assert jwt.get_unverified_header(minted)["kid"] == keys.thumbprint(jwk)
+    assert jwt.get_unverified_header(minted)["kid"] == algorithms.thumbprint(jwk)

@@ -22,9 +22,10 @@ from cryptography.x509.oid import NameOID
 from jwks_server import JwksServer, jwks_server
 from support import public_jwk
 
-from sidecar import jwks, jws
-from sidecar.errors import KeysUnavailable
-from sidecar.jwks_fetch import FetchSettings, Refresher, Remote, max_age, url_problem
+from sidecar.core import jws
+from sidecar.core.errors import KeysUnavailable
+from sidecar.keys import jwks
+from sidecar.keys.fetch import FetchSettings, Refresher, Remote, max_age, url_problem
 
 RS = frozenset({"RS256"})
 SETTINGS = FetchSettings(refresh=300, min_refresh=10, timeout=5, max_bytes=64 * 1024)

@@ -17,9 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from support import CURVE_NAMES, insecure_config, key_pair, secure_config, secure_env
 
-from sidecar import config, keys
-from sidecar.http import JWKS_MAX_AGE_SECONDS, JWKS_PATH
-from sidecar.observe import Observability
+from sidecar import config
+from sidecar.keys import algorithms
+from sidecar.observe.observability import Observability
+from sidecar.observe.side import JWKS_MAX_AGE_SECONDS, JWKS_PATH
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 
@@ -39,13 +40,13 @@ def _public_jwk(alg: str) -> dict[str, Any]:
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "ES384", "ES512"])
 def test_the_published_key_is_the_signers_public_key(alg: str) -> None:
     cfg = secure_config(alg)
-    (jwk,) = keys.published_jwks(cfg.signer)["keys"]
+    (jwk,) = algorithms.published_jwks(cfg.signer)["keys"]
     assert not set(PRIVATE_MEMBERS) & set(jwk)
     expected = _public_jwk(alg)
     assert {name: jwk[name] for name in expected} == expected
     assert set(jwk) == set(expected) | {"kid", "alg", "use"}
     assert (jwk["alg"], jwk["use"]) == (alg, "sig")
-    assert jwk["kid"] == keys.thumbprint(expected)
+    assert jwk["kid"] == algorithms.thumbprint(expected)
     if alg.startswith("ES"):
         assert jwk["crv"] == CURVE_NAMES[alg]
     # A minted token names this key, and PyJWT verifies it with the published key alone.
@@ -60,7 +61,7 @@ def test_a_jwks_file_keeps_its_own_kid(tmp_path: Path) -> None:
     path.write_text(json.dumps({"keys": [{**_public_jwk("RS256"), "kid": "main-2026"}]}))
     env = {**secure_env("RS256"), "AUTH_JWT_JWKS_FILE": str(path)}
     del env["AUTH_JWT_KEY"]
-    (jwk,) = keys.published_jwks(config.load(env).signer)["keys"]
+    (jwk,) = algorithms.published_jwks(config.load(env).signer)["keys"]
     assert jwk["kid"] == "main-2026"
 
 
@@ -76,7 +77,7 @@ def _without_signing_key(alg: str) -> dict[str, str]:
     ids=["hs256-signs-unpublished", "insecure", "rs256-no-signing-key"],
 )
 def test_no_rs_or_es_signer_publishes_no_key(env: dict[str, str]) -> None:
-    assert keys.published_jwks(config.load(env).signer) == {"keys": []}
+    assert algorithms.published_jwks(config.load(env).signer) == {"keys": []}
 
 
 @contextmanager
@@ -109,7 +110,7 @@ def test_the_side_listener_serves_the_set_and_a_reload_replaces_it() -> None:
         assert status == 200
         assert headers["Content-Type"] == "application/json"
         assert headers["Cache-Control"] == f"max-age={JWKS_MAX_AGE_SECONDS}"
-        assert body == keys.published_jwks(secure_config("ES256").signer)
+        assert body == algorithms.published_jwks(secure_config("ES256").signer)
         observe.publish(secure_config("RS256"))  # what a reload to a new signer does
         assert _get(address)[2]["keys"][0]["kty"] == "RSA"
         observe.publish(secure_config("HS256"))

@@ -15,12 +15,14 @@ from envoy.service.auth.v3 import external_auth_pb2
 from support import insecure_config, sign
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import config, envoy, server
-from sidecar.envoy import EnvoyAuthorization
-from sidecar.errors import KeysUnavailable
-from sidecar.policy import Mode, Policy
-from sidecar.service import AuthService
-from sidecar.validator import Validator
+from sidecar import config
+from sidecar.adapters import ext_authz
+from sidecar.adapters.auth_service import AuthService
+from sidecar.adapters.ext_authz import EnvoyAuthorization
+from sidecar.core.errors import KeysUnavailable
+from sidecar.core.policy import Mode, Policy
+from sidecar.core.validator import Validator
+from sidecar.runtime import server
 
 NOW = 1_700_000_000
 POLICY = Policy(mode=Mode.SECURE, required=("iat", "exp"), skew=2, max_token_bytes=8192)
@@ -80,7 +82,7 @@ async def test_validate_answers_unavailable(channel: grpc.aio.Channel) -> None:
 
 async def test_check_answers_unavailable_so_envoy_fails_closed(channel: grpc.aio.Channel) -> None:
     check = channel.unary_unary(
-        f"/{envoy.NAME}/Check",
+        f"/{ext_authz.NAME}/Check",
         request_serializer=external_auth_pb2.CheckRequest.SerializeToString,
         response_deserializer=external_auth_pb2.CheckResponse.FromString,
     )

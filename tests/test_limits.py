@@ -10,9 +10,9 @@ from envoy.service.auth.v3 import external_auth_pb2
 from support import insecure_config
 
 from authsidecar.v1 import auth_pb2
-from sidecar import limits
 from sidecar.config import build_minter
-from sidecar.errors import MintInvalidArgument
+from sidecar.core.errors import MintInvalidArgument
+from sidecar.runtime import limits
 
 
 def _largest_mint(max_token_bytes: int, item: Any) -> auth_pb2.MintRequest:

@@ -15,8 +15,8 @@ from envoy.service.auth.v3 import external_auth_pb2
 from support import Sidecar, running, secure_env, sign
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import logs
-from sidecar.observe import token_hash
+from sidecar.observe import logs
+from sidecar.observe.observability import token_hash
 
 STABLE = ("time", "level", "logger", "pid", "message")
 

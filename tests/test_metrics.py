@@ -33,10 +33,10 @@ from support import (
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import __version__, config
-from sidecar.jwks import JwksVerifier
-from sidecar.jwks_fetch import FetchSettings, Refresher, Remote
-from sidecar.metrics import Metrics
-from sidecar.reload import KeyFetchers, Reloader
+from sidecar.keys.fetch import FetchSettings, Refresher, Remote
+from sidecar.keys.jwks import JwksVerifier
+from sidecar.observe.metrics import Metrics
+from sidecar.runtime.reload import KeyFetchers, Reloader
 
 _HTTP = re.compile(r" http=(\S+)")
 

@@ -20,8 +20,8 @@ from support import StartSidecar, public_jwk, until
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import config
 from sidecar.config import Config
-from sidecar.errors import ConfigError
-from sidecar.reload import KeyFetchers, Reloader, signature
+from sidecar.core.errors import ConfigError
+from sidecar.runtime.reload import KeyFetchers, Reloader, signature
 
 MINT_SECRET = "m" * 40
 

@@ -52,8 +52,8 @@ from support import (
 )
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import limits
-from sidecar.errors import Reason as CoreReason
+from sidecar.core.errors import Reason as CoreReason
+from sidecar.runtime import limits
 
 AUTH_SERVICE = "authsidecar.v1.AuthService"
 SECURE_ALGS = ("HS256", "RS256", "ES256")

@@ -17,9 +17,9 @@ from support import insecure_config, running, secure_config, sign, unsigned
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar import config
+from sidecar.adapters.ext_authz import EnvoyAuthorization
 from sidecar.config import Config
-from sidecar.envoy import EnvoyAuthorization
-from sidecar.errors import ConfigError
+from sidecar.core.errors import ConfigError
 
 NOW = 1_900_000_000
 SHAPE = {"table": "items", "where": "owner = $1", "columns": ["id", "title"], "params": ["alice"]}

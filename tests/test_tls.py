@@ -15,8 +15,9 @@ from support import StartSidecar, clean_env, unsigned
 
 from authsidecar.client import AuthClient
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
-from sidecar import config, tls
-from sidecar.errors import ConfigError
+from sidecar import config
+from sidecar.core.errors import ConfigError
+from sidecar.keys import tls
 
 INSECURE = {"AUTH_MODE": "insecure"}
 

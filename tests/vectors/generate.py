@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authsidecar.v1.reason import Reason
-from sidecar.keys import ES_CURVES
+from sidecar.keys.algorithms import ES_CURVES
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ROOT / "tests" / "keys"

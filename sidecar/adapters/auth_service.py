@@ -1,0 +1,147 @@
+"""The AuthService adapter: protobuf in, core call, protobuf out. No decisions are made here."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import grpc
+
+from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from authsidecar.v1.structs import from_struct
+from sidecar.adapters import rpc
+from sidecar.core import shape
+from sidecar.core.cache import Decider, Responses
+from sidecar.core.errors import (
+    KeysUnavailable,
+    MintDisabled,
+    MintError,
+    MintInvalidArgument,
+    MintPermissionDenied,
+    MintUnauthenticated,
+)
+from sidecar.core.minter import Minter
+from sidecar.core.validator import Decision
+from sidecar.observe.traffic import Traffic
+
+log = logging.getLogger(__name__)
+
+NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+_MINT_CODES: dict[type[MintError], grpc.StatusCode] = {
+    MintDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    MintUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    MintPermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    MintInvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+}
+# google.protobuf.Timestamp spans 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_SECONDS = -62_135_596_800
+_MAX_SECONDS = 253_402_300_799
+
+
+class AuthService(auth_pb2_grpc.AuthServiceServicer):
+    """Serves `authsidecar.v1.AuthService` over a `Validator` and a `Minter`."""
+
+    def __init__(
+        self,
+        validator: Decider,
+        minter: Minter,
+        memo_size: int = 0,
+        shape_claim: str | None = None,
+    ) -> None:
+        """`memo_size`: how many responses to valid decisions to keep for reuse (see
+        cache.Responses); worth it only behind a cache, which returns the same decision again.
+        `shape_claim`: the claim a request's `shape` is matched against (None: off)."""
+        # One reference, so that a reload swaps both at once (see `swap`).
+        self._current = (validator, minter)
+        self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
+        self._shape_claim = shape_claim
+        # Decided once, so that the hot path makes no logging calls unless debug is on.
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    def swap(self, validator: Decider, minter: Minter) -> None:
+        """Hot reload: later calls use these; each call in flight keeps what it started with."""
+        self._current = (validator, minter)
+
+    async def Validate(  # noqa: N802 - gRPC method name
+        self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.ValidateResponse:
+        try:
+            decision = self._current[0].decide(request.token)
+        except KeysUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        if self._shape_claim and request.HasField("shape"):
+            s = request.shape
+            decision = shape.authorize(
+                decision,
+                self._shape_claim,
+                lambda: shape.from_request(s.table, s.where, s.columns, s.params),
+            )
+        if self._debug:
+            log.debug("validate valid=%s reason=%s", decision.valid, decision.reason.name)
+        return self._responses.get(decision)
+
+    async def Mint(  # noqa: N802 - gRPC method name
+        self, request: auth_pb2.MintRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.MintResponse:
+        minter = self._current[1]  # read once: a reload during this call does not mix configs
+        try:
+            minter.authorize(_metadata(context, "authorization"))
+            claims = _claims(request)
+            # Not ToTimedelta(): it overflows on durations far beyond any ceiling.
+            ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
+            minted = minter.mint(request.user_id, claims, ttl)
+        except MintError as error:
+            log.info("mint refused: %s", error)
+            await context.abort(_MINT_CODES[type(error)], str(error))
+        # %r: a user id is the caller's text, and must not be able to start a log line of its own.
+        log.info("minted a token for user_id=%r", request.user_id)
+        response = auth_pb2.MintResponse(token=minted.token)
+        if minted.expires_at is not None:
+            response.expires_at.seconds = minted.expires_at
+        return response
+
+
+def add_to_server(service: AuthService, server: grpc.aio.Server, traffic: Traffic) -> None:
+    rpc.register(
+        server,
+        NAME,
+        {
+            "Validate": (service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
+            "Mint": (service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
+        },
+        traffic,
+    )
+
+
+def to_response(decision: Decision) -> auth_pb2.ValidateResponse:
+    """Maps a core `Decision` to the wire message; values are equal, reason by reason."""
+    if not decision.valid:
+        return auth_pb2.ValidateResponse(
+            reason=auth_pb2.Reason.ValueType(decision.reason),
+            message=decision.message,
+        )
+    response = auth_pb2.ValidateResponse(valid=True, user_id=decision.user_id)
+    response.claims.update(decision.claims)
+    if decision.expires_at is not None:
+        exp = min(max(decision.expires_at, _MIN_SECONDS), _MAX_SECONDS)
+        whole = math.floor(exp)
+        response.expires_at.seconds = whole
+        response.expires_at.nanos = int((exp - whole) * 1e9)
+    return response
+
+
+def _claims(request: auth_pb2.MintRequest) -> dict[str, Any] | None:
+    if not request.HasField("claims"):
+        return None
+    try:
+        return from_struct(request.claims)
+    except ValueError as error:  # NaN or Infinity: JSON has no such numbers
+        raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
+
+
+def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else None
+    return None

@@ -1,0 +1,171 @@
+"""The parsers of the settings table: each turns a variable's text into the value Config holds,
+or raises `Invalid` with the text that follows `NAME: ` in the problem line.
+
+They are pure functions of the text (the CA-file parser aside, which must open the file to say
+whether it holds certificates), so the table can name them and tests can call them one by one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import ssl
+from collections.abc import Callable
+from typing import Any, Final
+
+from sidecar.core.policy import Mode
+from sidecar.keys import algorithms
+
+EVENT_LOOPS: Final = ("auto", "asyncio", "uvloop")
+"""SIDECAR_EVENT_LOOP's choices; the runtime runs the loop that the choice names."""
+
+
+def has_uvloop() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+MINT_SECRET_MIN_BYTES = 32
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_OWNED_HEADERS = ("authorization", "host", "content-length", "transfer-encoding")
+_REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+ALG_PROBLEM = (
+    "Missing or invalid 'alg' configuration option for secure auth mode "
+    f"(expected one of {', '.join(algorithms.ALGORITHMS)})"
+)
+
+
+class Invalid(ValueError):
+    """A value does not parse. The text follows `NAME: ` in the problem line."""
+
+
+Parser = Callable[[str], Any]
+"""Turns a setting's text (its value, or its default) into the value Config holds."""
+
+
+def text(raw: str) -> str:
+    return raw
+
+
+def mode(raw: str) -> Mode:
+    if raw not in tuple(Mode):
+        raise Invalid(f'must be "{Mode.SECURE}" or "{Mode.INSECURE}", not "{raw}"')
+    return Mode(raw)
+
+
+def alg_list(raw: str) -> tuple[str, ...]:
+    """One algorithm, or (with a JWKS source) a comma-separated allow-list."""
+    algs = tuple(dict.fromkeys(a.strip() for a in raw.split(",") if a.strip()))
+    if not algs or any(a not in algorithms.ALGORITHMS for a in algs):
+        raise Invalid(ALG_PROBLEM)
+    return algs
+
+
+def ca_file(raw: str) -> str:
+    try:
+        ssl.create_default_context(cafile=raw)
+    except ssl.SSLError:  # before OSError: it is one
+        raise Invalid(f"cannot use {raw}: no PEM certificates in it") from None
+    except OSError as error:
+        raise Invalid(f"cannot use {raw}: {error.strerror}") from None
+    return raw
+
+
+def whole(low: int, high: int) -> Parser:
+    def parse(raw: str) -> int:
+        # Plain ASCII digits only: int() would also take "1_000", " 5 " and other scripts' digits.
+        value = int(raw) if raw.isascii() and raw.isdigit() else low - 1
+        if not low <= value <= high:
+            raise Invalid(f'must be a whole number from {low} to {high}, not "{raw}"')
+        return value
+
+    return parse
+
+
+def seconds(low: int, high: int) -> Parser:
+    integer = whole(low, high)
+    return lambda raw: float(integer(raw))
+
+
+def boolean(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered not in _BOOLS:
+        raise Invalid(f'must be true or false, not "{lowered}"')
+    return _BOOLS[lowered]
+
+
+def header(raw: str) -> str:
+    """An HTTP header name (RFC 9110 token), lower-cased; never one Envoy or the token owns."""
+    lowered = raw.lower()
+    if not _HEADER_NAME.fullmatch(lowered):
+        raise Invalid(f'must be an HTTP header name, not "{raw}"')
+    if lowered in _OWNED_HEADERS:
+        raise Invalid(f'may not be "{lowered}"')
+    return lowered
+
+
+def realm(raw: str) -> str:
+    if not _REALM.fullmatch(raw):
+        raise Invalid("must be printable ASCII without quotes or backslashes")
+    return raw
+
+
+def event_loop(raw: str) -> str:
+    choice = one_of(EVENT_LOOPS)(raw)
+    if choice == "uvloop" and not has_uvloop():
+        raise Invalid("uvloop is not installed")
+    return choice
+
+
+def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser for one of `choices`, in any case."""
+
+    def parse(raw: str) -> str:
+        choice = raw.lower()
+        if choice not in choices:
+            raise Invalid(f'must be one of {", ".join(choices)}, not "{choice}"')
+        return choice
+
+    return parse
+
+
+def _host_port(raw: str, forms: str) -> str:
+    host, _, port = raw.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise Invalid(f'must be {forms}, not "{raw}"')
+    return raw
+
+
+def listen(raw: str) -> str:
+    if raw.startswith("unix:"):
+        if len(raw) == len("unix:"):
+            raise Invalid("unix: needs a path, as in unix:/run/auth-sidecar.sock")
+        return raw
+    return _host_port(raw, "host:port, [v6]:port or unix:/path")
+
+
+def workers(raw: str) -> int:
+    """`auto`: the CPUs this process may run on (taskset and cpuset limits included)."""
+    if raw == "auto":
+        return max(len(os.sched_getaffinity(0)), 1)
+    return int(whole(1, 1024)(raw))
+
+
+def http_listen(raw: str) -> str:
+    return _host_port(raw, "host:port or [v6]:port")
+
+
+def path(raw: str) -> str:
+    if not raw.startswith("/") or "?" in raw or "#" in raw:
+        raise Invalid(f'must be a path such as /v1/shape, not "{raw}"')
+    return raw
+
+
+def mint_secret(raw: str) -> bytes:
+    secret = raw.encode()
+    if len(secret) < MINT_SECRET_MIN_BYTES:
+        raise Invalid(f"must be at least {MINT_SECRET_MIN_BYTES} bytes long")
+    return secret

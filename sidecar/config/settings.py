@@ -1,0 +1,424 @@
+"""The settings table: every setting, with its variable, flag, default, parser and help, once.
+
+The loader, the CLI's flags, `--help`, the README's table (checked by tests/test_docs.py) and the
+Helm chart's values all come from these rows. Adding a setting is adding one row (and its README
+row); the rules that join several settings live in the loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.config import issuers, parsers
+from sidecar.core.policy import Mode
+from sidecar.keys import tls
+
+# The subcommands a setting can affect: its flag is offered on these only.
+SERVE = "serve"
+MINT = "mint"
+VALIDATE = "validate"
+_ALL = frozenset((SERVE, MINT, VALIDATE))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration variable. Its flag is the variable's name without its prefix.
+
+    `parse` turns its text into a value; `None` marks a `<NAME>_FILE` row, read by its secret's
+    row. `field` is where the value lands in `Config` (`envoy.x` in `EnvoyConfig`); `None` means
+    a cross-field rule uses it. A `secret` is read from its variable or from `<NAME>_FILE`.
+    `missing` is the problem when a secure-mode setting is left unset. `commands` are the
+    subcommands it affects, which offer its flag.
+    """
+
+    env: str
+    help: str
+    parse: parsers.Parser | None
+    default: str | None = None
+    field: str | None = None
+    secure_only: bool = False
+    secret: bool = False
+    missing: str | None = None
+    commands: frozenset[str] = _ALL
+
+    @property
+    def flag(self) -> str:
+        name = self.env.removeprefix("AUTH_").removeprefix("SIDECAR_")
+        return "--" + name.lower().replace("_", "-")
+
+
+_SERVE = frozenset((SERVE,))
+_SERVE_MINT = frozenset((SERVE, MINT))
+_SERVE_VALIDATE = frozenset((SERVE, VALIDATE))
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "AUTH_MODE",
+        "`secure` or `insecure` (development only: signatures unchecked)",
+        parsers.mode,
+        Mode.SECURE.value,
+        "mode",
+    ),
+    Setting(
+        "AUTH_JWT_ALG",
+        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required); with a JWKS source, "
+        "a comma-separated allow-list such as `RS256,ES256`",
+        parsers.alg_list,
+        secure_only=True,
+        missing=parsers.ALG_PROBLEM,
+    ),
+    Setting(
+        "AUTH_JWT_KEY",
+        "secure: HS secret (raw, or `base64:...`), or PEM public key for RS/ES (required)",
+        parsers.text,
+        secure_only=True,
+        secret=True,
+        missing="Missing 'key' configuration option for secure auth mode",
+    ),
+    Setting(
+        "AUTH_JWT_KEY_FILE",
+        "secure: read AUTH_JWT_KEY from this file instead",
+        None,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_JWKS_FILE",
+        "secure: key source: a JWK Set file (RFC 7517)",
+        parsers.text,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_JWKS_URL",
+        "secure: key source: a JWK Set fetched from this https:// URL",
+        parsers.text,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_OIDC_ISSUER",
+        "secure: key source: this OpenID issuer's `jwks_uri` (from its discovery document); "
+        "`iss` must equal it unless AUTH_JWT_ISS is set",
+        parsers.text,
+        secure_only=True,
+    ),
+    Setting(
+        issuers.CONFIG_FILE,
+        "secure: a TOML file with one [[issuers]] table per trusted issuer, instead of the "
+        "AUTH_JWT_ variables",
+        parsers.text,
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_NAMESPACE",
+        "both modes: read the user from claims[namespace]",
+        parsers.text,
+        field="namespace",
+    ),
+    Setting(
+        "AUTH_JWT_ISS",
+        "secure: require `iss` and that it equals this",
+        parsers.text,
+        field="iss",
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_AUD",
+        "secure: require `aud` and that it is or contains this",
+        parsers.text,
+        field="aud",
+        secure_only=True,
+    ),
+    Setting(
+        "AUTH_JWT_SIGNING_KEY",
+        "secure, RS/ES: PEM private key that Mint signs with",
+        parsers.text,
+        secure_only=True,
+        secret=True,
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "AUTH_JWT_SIGNING_KEY_FILE",
+        "secure: read AUTH_JWT_SIGNING_KEY from this file instead",
+        None,
+        secure_only=True,
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_MINT_SECRET",
+        "secure: bearer secret that Mint callers must send (32+ bytes)",
+        parsers.mint_secret,
+        field="mint_secret",
+        secure_only=True,
+        secret=True,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_MINT_SECRET_FILE",
+        "secure: read SIDECAR_MINT_SECRET from this file instead",
+        None,
+        secure_only=True,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_MINT_MAX_TTL_SECONDS",
+        "longest ttl that Mint grants",
+        parsers.whole(1, 366 * 86400),
+        "86400",
+        "mint_max_ttl",
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_LISTEN",
+        "`host:port`, `[v6]:port` or `unix:/path`",
+        parsers.listen,
+        "127.0.0.1:50051",
+        "listen",
+        commands=_SERVE,
+    ),
+    Setting(
+        tls.CERT_FILE,
+        "PEM certificate chain: serve TLS (with SIDECAR_TLS_KEY_FILE); re-read when it changes",
+        parsers.text,
+        commands=_SERVE,
+    ),
+    Setting(
+        tls.KEY_FILE,
+        "PEM private key of SIDECAR_TLS_CERT_FILE (unencrypted)",
+        parsers.text,
+        commands=_SERVE,
+    ),
+    Setting(
+        tls.CLIENT_CA_FILE,
+        "PEM CA certificates: require client certificates they sign (mTLS)",
+        parsers.text,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_READY_FILE",
+        "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
+        parsers.text,
+        field="ready_file",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CLOCK_SKEW_SECONDS",
+        "allowed clock drift for exp, nbf, iat",
+        parsers.whole(0, 3600),
+        "2",
+        "clock_skew",
+        commands=frozenset((SERVE, VALIDATE)),
+    ),
+    Setting(
+        "SIDECAR_MAX_TOKEN_BYTES",
+        "longer tokens are refused unparsed as malformed",
+        parsers.whole(64, 1 << 20),
+        "8192",
+        "max_token_bytes",
+    ),
+    Setting(
+        "SIDECAR_MAX_CONCURRENT_RPCS",
+        "calls beyond this get RESOURCE_EXHAUSTED",
+        parsers.whole(1, 1_000_000),
+        "1000",
+        "max_concurrent_rpcs",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_GRACE_SECONDS",
+        "how long SIGTERM waits for in-flight calls",
+        parsers.seconds(0, 3600),
+        "5",
+        "grace_seconds",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_WORKERS",
+        "server processes on one TCP port; `auto`: one per usable CPU",
+        parsers.workers,
+        "auto",
+        "workers",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_SIZE",
+        "valid decisions kept per worker; 0 turns the cache off",
+        parsers.whole(0, 10_000_000),
+        "10000",
+        "cache_size",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_CACHE_MAX_TTL_SECONDS",
+        "longest a decision is kept (never past exp)",
+        parsers.whole(1, 86400),
+        "300",
+        "cache_max_ttl",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_EVENT_LOOP",
+        "`auto` (uvloop when installed), `asyncio` or `uvloop`",
+        parsers.event_loop,
+        "auto",
+        "event_loop",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_LOG_LEVEL",
+        "debug, info, warning or error",
+        parsers.one_of(parsers.LOG_LEVELS),
+        "info",
+        "log_level",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_LOG_FORMAT",
+        "`text`, or `json`: one JSON object per line",
+        parsers.one_of(parsers.LOG_FORMATS),
+        "text",
+        "log_format",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_DECISION_LOG",
+        "log one line per Validate and Check decision",
+        parsers.boolean,
+        "false",
+        "decision_log",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_HTTP_LISTEN",
+        "`host:port` for /metrics, /healthz, /readyz and /.well-known/jwks.json (off when unset)",
+        parsers.http_listen,
+        field="http_listen",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_RELOAD_SECONDS",
+        "check the configuration's files for changes this often, and reload (0: only on SIGHUP)",
+        parsers.whole(0, 86400),
+        "10",
+        "reload_seconds",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_REFRESH_SECONDS",
+        "JWKS URL/OIDC: refetch the keys this often",
+        parsers.whole(1, 86400),
+        "300",
+        "fetch.refresh",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
+        "JWKS URL/OIDC: shortest time between fetches (an unknown kid refetches at most this often;"
+        " Cache-Control max-age is kept within these two)",
+        parsers.whole(1, 3600),
+        "10",
+        "fetch.min_refresh",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_TIMEOUT_SECONDS",
+        "JWKS URL/OIDC: time limit for one fetch",
+        parsers.whole(1, 300),
+        "5",
+        "fetch.timeout",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_MAX_BYTES",
+        "JWKS URL/OIDC: larger responses are refused",
+        parsers.whole(1024, 16 << 20),
+        "262144",
+        "fetch.max_bytes",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_CA_FILE",
+        "JWKS URL/OIDC: trust these PEM CAs instead of the system's",
+        parsers.ca_file,
+        field="fetch.ca_file",
+        commands=_SERVE_VALIDATE,
+    ),
+    Setting(
+        "SIDECAR_JWKS_ALLOW_HTTP",
+        "JWKS URL/OIDC: allow http:// to hosts that are not loopback (never in production)",
+        parsers.boolean,
+        "false",
+        "fetch.allow_http",
+    ),
+    Setting(
+        "SIDECAR_ENVOY_TOKEN_HEADER",
+        "Envoy: also read the token from this header",
+        parsers.header,
+        field="envoy.token_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_TOKEN_PARAM",
+        "Envoy: also read the token from this query parameter",
+        parsers.text,
+        field="envoy.token_param",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_USER_HEADER",
+        "Envoy: header set to the user id upstream",
+        parsers.header,
+        "x-user-id",
+        "envoy.user_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_CLAIMS_HEADER",
+        "Envoy: header set to the claims, base64url JSON",
+        parsers.header,
+        field="envoy.claims_header",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_STRIP_TOKEN",
+        "Envoy: remove the token's header upstream",
+        parsers.boolean,
+        "false",
+        "envoy.strip_token",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_REALM",
+        "Envoy: realm in WWW-Authenticate",
+        parsers.realm,
+        "auth-sidecar",
+        "envoy.realm",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ENVOY_ALLOW_PREFLIGHT",
+        "Envoy: CORS preflights pass without a token",
+        parsers.boolean,
+        "true",
+        "envoy.allow_preflight",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_SHAPE_CLAIM",
+        "the claim naming the one Electric shape a token may sync",
+        parsers.text,
+        field="shape_claim",
+        commands=_SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_SHAPE_PATH",
+        "Envoy: the path of Electric's shape API",
+        parsers.path,
+        "/v1/shape",
+        "envoy.shape_path",
+        commands=_SERVE,
+    ),
+)
+
+# Settings that only secure mode uses; Electric refuses them in insecure mode.
+SECURE_ONLY = tuple(s.env for s in SETTINGS if s.secure_only)
+# The key sources of one issuer; exactly one is set. AUTH_JWT_KEY stands for its _FILE too.
+KEY_SOURCES = ("AUTH_JWT_KEY", "AUTH_JWT_JWKS_FILE", "AUTH_JWT_JWKS_URL", "AUTH_JWT_OIDC_ISSUER")

@@ -1,0 +1,121 @@
+"""The sidecar's exceptions: one family each for token refusals, Mint refusals and config.
+
+Token errors carry Electric's wording word for word, and a stable reason code; both are API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Re-exported: refusals are named with the API's one definition of Reason.
+from authsidecar.v1.reason import Reason as Reason
+
+
+class SidecarError(Exception):
+    """Base of every error the sidecar raises on purpose."""
+
+
+class TokenError(SidecarError):
+    """A token was refused. `reason` is the stable code, `message` Electric's wording."""
+
+    reason: Reason = Reason.MALFORMED
+    message: str = "Invalid token"
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+class MalformedToken(TokenError):
+    reason = Reason.MALFORMED
+    message = "Invalid token"
+
+
+class AlgorithmMismatch(TokenError):
+    reason = Reason.ALGORITHM_MISMATCH
+    message = "Signing algorithm mismatch"
+
+
+class BadSignature(TokenError):
+    reason = Reason.BAD_SIGNATURE
+    message = "Invalid token signature"
+
+
+class ExpiredToken(TokenError):
+    reason = Reason.EXPIRED
+    message = "Expired token"
+
+
+class NotYetValid(TokenError):
+    reason = Reason.NOT_YET_VALID
+    message = "Token is not yet valid"
+
+
+class MissingClaim(TokenError):
+    reason = Reason.MISSING_CLAIM
+
+    def __init__(self, claim: str) -> None:
+        super().__init__(f'Missing required "{claim}" claim')
+
+
+class InvalidClaim(TokenError):
+    reason = Reason.INVALID_CLAIM
+
+    def __init__(self, claim: str, value: Any) -> None:
+        # Electric prints the value as Jason would: compact JSON, non-ASCII left as is.
+        shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        super().__init__(f'Invalid "{claim}" claim value: {shown}')
+
+
+class InvalidUserId(TokenError):
+    reason = Reason.INVALID_USER_ID
+    message = "Missing or invalid 'user_id'"
+
+
+class ShapeMismatch(TokenError):
+    """A valid token whose shape claim does not allow the shape that was requested."""
+
+    reason = Reason.SHAPE_MISMATCH
+    message = "Shape mismatch"
+
+
+class KeysUnavailable(SidecarError):
+    """No verification keys are loaded yet: no decision is possible, so adapters answer
+    UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""
+
+    def __init__(self, message: str = "no verification keys are loaded yet") -> None:
+        super().__init__(message)
+
+
+class MintError(SidecarError):
+    """A Mint request was refused; the adapters map each subclass to a status code."""
+
+
+class MintDisabled(MintError):
+    """Minting is not configured in this mode (FAILED_PRECONDITION)."""
+
+
+class MintUnauthenticated(MintError):
+    """The caller sent no mint credential (UNAUTHENTICATED)."""
+
+
+class MintPermissionDenied(MintError):
+    """The caller's mint credential is wrong (PERMISSION_DENIED)."""
+
+
+class MintInvalidArgument(MintError):
+    """The request itself is bad: blank user, bad ttl, reserved claims (INVALID_ARGUMENT)."""
+
+
+class BindError(SidecarError):
+    """A listen address (gRPC, HTTP, the side listener) could not be bound."""
+
+
+class ConfigError(SidecarError):
+    """The configuration is unusable. `problems` holds one line per problem, naming the variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
