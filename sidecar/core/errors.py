@@ -81,6 +81,13 @@ class ShapeMismatch(TokenError):
     message = "Shape mismatch"
 
 
+class AmbiguousPath(ShapeMismatch):
+    """A request path that routers read differently (see core/paths.py): refused, as a shape
+    mismatch, rather than checked against one reading of it."""
+
+    message = "the request path is ambiguous"
+
+
 class KeysUnavailable(SidecarError):
     """No verification keys are loaded yet: no decision is possible, so adapters answer
     UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""

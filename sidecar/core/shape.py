@@ -24,8 +24,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import unquote_plus
 
+from sidecar.core import paths
 from sidecar.core.errors import ShapeMismatch
 from sidecar.core.validator import Decision
 
@@ -146,18 +147,14 @@ def authorize(decision: Decision, name: str, requested: Callable[[], Shape]) -> 
 
 
 def path_matcher(path: str) -> tuple[str, ...]:
-    """The configured shape path as Plug routes it: its non-empty segments."""
-    return tuple(segment for segment in path.split("/") if segment)
+    """The configured shape path as a router routes it (see core/paths.py)."""
+    return paths.segments(path)
 
 
 def is_shape_path(path: str, segments: tuple[str, ...]) -> bool:
-    """Whether a request path (query excluded) reaches the shape endpoint.
-
-    Compared as Plug routes, by non-empty segments (so `//v1/shape/` counts), and after
-    percent-decoding (so `/v1/%73hape` counts too): matching too much only adds a check.
-    """
-    decoded = unquote(path, errors="replace")
-    return tuple(segment for segment in decoded.split("/") if segment) == segments
+    """Whether a request path (query excluded) reaches the shape endpoint, compared after
+    normalisation (so `//v1/./shape/` and `/v1/%73hape` count). Raises AmbiguousPath."""
+    return paths.segments(path) == segments
 
 
 def _shape(
