@@ -15,9 +15,10 @@ from sidecar.keys.tls import TlsFiles
 
 @dataclass(frozen=True)
 class EnvoyConfig:
-    """How Envoy's ext_authz Check finds the token and tells the upstream who the user is.
+    """How Check and forward auth find the token and tell the upstream who the user is.
 
     Header names are lower case, as Envoy passes them. Defaults live in SETTINGS.
+    `electric_secret`: Electric's API secret, which Check adds upstream (None: off).
     """
 
     token_header: str | None
@@ -28,6 +29,7 @@ class EnvoyConfig:
     realm: str
     allow_preflight: bool
     shape_path: str
+    electric_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,10 @@ class Config:
     log_format: str
     decision_log: bool
     http_listen: str | None
+    http_api_listen: str | None
+    forward_auth_path: str
+    http_max_connections: int
+    http_idle_seconds: int
     tls: TlsFiles | None
     shape_claim: str | None
     envoy: EnvoyConfig
@@ -115,6 +121,7 @@ class Config:
             f"listen={self.listen}",
             f"transport={transport}",
             *([f"http={self.http_listen}"] if self.http_listen else []),
+            *([f"http_api={self.http_api_listen}"] if self.http_api_listen else []),
             f"namespace={self.namespace or '-'}",
         ]
         if self.mode is Mode.SECURE:

@@ -30,6 +30,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 _OWNED_HEADERS = ("authorization", "host", "content-length", "transfer-encoding")
+# RFC 3986 §2.3 unreserved: a secret that goes into a query string as it is, with no encoding
+# for Envoy, a proxy or Electric to disagree on.
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+")
+ELECTRIC_SECRET_MIN_CHARS = 16
 _REALM = re.compile(r"[ !#-\[\]-~]+")  # RFC 9110 quoted-string text, minus `"` and `\`
 _BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 ALG_PROBLEM = (
@@ -161,6 +165,15 @@ def http_listen(raw: str) -> str:
 def path(raw: str) -> str:
     if not raw.startswith("/") or "?" in raw or "#" in raw:
         raise Invalid(f'must be a path such as /v1/shape, not "{raw}"')
+    return raw
+
+
+def electric_secret(raw: str) -> str:
+    if len(raw) < ELECTRIC_SECRET_MIN_CHARS or not _URL_SAFE.fullmatch(raw):
+        raise Invalid(
+            f"must be at least {ELECTRIC_SECRET_MIN_CHARS} characters of A-Z a-z 0-9 . _ ~ -"
+            " (it goes into a query string unencoded)"
+        )
     return raw
 
 

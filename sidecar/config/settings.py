@@ -294,6 +294,39 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_HTTP_API_LISTEN",
+        "`host:port` or `unix:/path` for HTTP forward auth and AuthService over Connect"
+        " (off when unset)",
+        parsers.listen,
+        field="http_api_listen",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_FORWARD_AUTH_PATH",
+        "HTTP API: forward auth answers at this path and below it",
+        parsers.path,
+        "/auth",
+        "forward_auth_path",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_HTTP_MAX_CONNECTIONS",
+        "HTTP API: open connections per worker; more are closed at once",
+        parsers.whole(1, 1 << 20),
+        "10000",
+        "http_max_connections",
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_HTTP_IDLE_SECONDS",
+        "HTTP API: close a keep-alive connection idle this long (keep it above the proxy's own"
+        " upstream idle timeout)",
+        parsers.whole(1, 86400),
+        "120",
+        "http_idle_seconds",
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_RELOAD_SECONDS",
         "check the configuration's files for changes this often, and reload (0: only on SIGHUP)",
         parsers.whole(0, 86400),
@@ -402,6 +435,21 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_ELECTRIC_SECRET",
+        "Electric's ELECTRIC_SECRET: Check sets it as `secret` on allowed requests to the shape"
+        " path, and removes any client-sent `secret` or `api_secret`",
+        parsers.electric_secret,
+        field="envoy.electric_secret",
+        secret=True,
+        commands=_SERVE,
+    ),
+    Setting(
+        "SIDECAR_ELECTRIC_SECRET_FILE",
+        "read SIDECAR_ELECTRIC_SECRET from this file instead",
+        None,
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_SHAPE_CLAIM",
         "the claim naming the one Electric shape a token may sync",
         parsers.text,
@@ -410,7 +458,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SIDECAR_SHAPE_PATH",
-        "Envoy: the path of Electric's shape API",
+        "Envoy and forward auth: the path of Electric's shape API",
         parsers.path,
         "/v1/shape",
         "envoy.shape_path",

@@ -18,7 +18,10 @@ from grpc_reflection.v1alpha import reflection
 from sidecar import __version__
 from sidecar.adapters import auth_service, ext_authz
 from sidecar.adapters.auth_service import AuthService
+from sidecar.adapters.connect import ConnectAuthService
 from sidecar.adapters.ext_authz import EnvoyAuthorization
+from sidecar.adapters.forward_auth import ForwardAuth
+from sidecar.adapters.gate import Gate
 from sidecar.config import Config, build_minter, decider
 from sidecar.core import cache
 from sidecar.core.errors import BindError
@@ -28,6 +31,7 @@ from sidecar.keys.fetch import Refresher
 from sidecar.keys.jwks import JwksVerifier
 from sidecar.observe.observability import Observability
 from sidecar.observe.traffic import Traffic
+from sidecar.protocols.http_server import HttpServer, Limits, Route
 from sidecar.runtime import binding, eventloop, limits
 from sidecar.runtime.reload import KeyFetchers, Reloader
 
@@ -77,14 +81,46 @@ def assemble(
 
     The one place the services are built: `serve` and the in-process test server share it.
     """
-    validate, check = _deciders(config, observe)
+    validate, check, _ = _deciders(config, observe)
     auth = AuthService(validate, build_minter(config), config.cache_size, config.shape_claim)
     return auth, EnvoyAuthorization(check, config.envoy, config.cache_size, config.shape_claim)
 
 
-def _deciders(config: Config, observe: Observability | None) -> tuple[cache.Decider, cache.Decider]:
-    """What Validate and Check decide with: one router or validator, behind one fresh cache
-    (so a reload, which builds them anew, starts with an empty cache)."""
+def http_api(
+    config: Config, auth: AuthService, observe: Observability | None = None
+) -> tuple[HttpServer, ForwardAuth]:
+    """The HTTP API (SIDECAR_HTTP_API_LISTEN): AuthService over Connect, with `auth` itself,
+    and forward auth, on a Gate of its own (metrics count its decisions as ForwardAuth)."""
+    forward_decider = _deciders(config, observe)[2]
+    forward = ForwardAuth(
+        Gate(forward_decider, config.envoy, config.shape_claim),
+        config.forward_auth_path,
+        config.cache_size,
+    )
+    traffic = observe.traffic if observe else Traffic()
+    routes = (
+        Route(
+            "/" + auth_service.NAME,
+            ConnectAuthService(auth, traffic),
+            subtree=True,
+            max_body=limits.max_message_bytes(config.max_token_bytes),
+        ),
+        Route(config.forward_auth_path, forward, subtree=True),
+    )
+    http_limits = Limits(
+        # The token rides in a header: room for the largest one, and for the rest.
+        max_header_bytes=config.max_token_bytes + 8192,
+        idle_seconds=config.http_idle_seconds,
+        max_connections=config.http_max_connections,
+    )
+    return HttpServer(routes, http_limits, "SIDECAR_HTTP_API_LISTEN", traffic), forward
+
+
+def _deciders(
+    config: Config, observe: Observability | None
+) -> tuple[cache.Decider, cache.Decider, cache.Decider]:
+    """What Validate, Check and forward auth decide with: one router or validator, behind one
+    fresh cache (so a reload, which builds them anew, starts with an empty cache)."""
     fetched = [
         c.verifier for c in config.issuers or (config,) if isinstance(c.verifier, JwksVerifier)
     ]
@@ -98,8 +134,12 @@ def _deciders(config: Config, observe: Observability | None) -> tuple[cache.Deci
         counters=metrics.cache_counters() if metrics else None,
     )
     if observe is None:
-        return validator, validator
-    return observe.decider(validator, "Validate"), observe.decider(validator, "Check")
+        return validator, validator, validator
+    return (
+        observe.decider(validator, "Validate"),
+        observe.decider(validator, "Check"),
+        observe.decider(validator, "ForwardAuth"),
+    )
 
 
 async def _serve(
@@ -123,6 +163,14 @@ async def _serve(
     server, address, health_servicer = await start(
         config, auth, check, traffic, worker, serving=not refreshers
     )
+    http_server, forward, http_address = None, None, None
+    if config.http_api_listen:
+        http_server, forward = http_api(config, auth, observe)
+        try:
+            http_address = await http_server.start(config.http_api_listen, reuse_port=worker)
+        except BindError:
+            await server.stop(0)
+            raise
     background: list[asyncio.Task[Any]] = []
     if refreshers:
         background.append(
@@ -133,9 +181,11 @@ async def _serve(
     if load is not None:
 
         def apply(new: Config) -> None:
-            validate, decide = _deciders(new, observe)
+            validate, decide, forward_decider = _deciders(new, observe)
             auth.swap(validate, build_minter(new))
             check.swap(decide)
+            if forward is not None:
+                forward.swap(forward_decider)
             observe.publish(new)
 
         reloader = Reloader(
@@ -150,7 +200,7 @@ async def _serve(
     log.info(
         "%s serving %s loop=%s",
         __version__,
-        replace(config, listen=address, http_listen=http).describe(),
+        replace(config, listen=address, http_listen=http, http_api_listen=http_address).describe(),
         type(loop).__module__.partition(".")[0],  # uvloop, or asyncio
     )
     if config.ready_file:
@@ -169,7 +219,7 @@ async def _serve(
         task.cancel()
     log.info("draining for up to %ss", config.grace_seconds)
     observe.ready(False)
-    settled = await drain(server, health_servicer, traffic, config.grace_seconds)
+    settled = await drain(server, health_servicer, traffic, config.grace_seconds, http_server)
     log.info(
         "stopped after %d calls (%s)",
         traffic.started,
@@ -218,6 +268,7 @@ async def drain(
     health_servicer: health.aio.HealthServicer,
     traffic: Traffic,
     grace: float,
+    http_server: HttpServer | None = None,
 ) -> bool:
     """Stops serving within `grace` seconds without cancelling a call that the server has taken.
 
@@ -232,7 +283,11 @@ async def drain(
     deadline = loop.time() + grace
     await health_servicer.enter_graceful_shutdown()
     settled = await traffic.settle(QUIET_SECONDS, deadline - min(STOP_SECONDS, grace / 2))
-    await server.stop(max(deadline - loop.time(), 0))
+    stops = [server.stop(max(deadline - loop.time(), 0))]
+    if http_server is not None:
+        # HTTP has no GOAWAY: idle connections close now, busy ones after their reply.
+        stops.append(http_server.close(max(deadline - loop.time(), 0)))
+    await asyncio.gather(*stops)
     return settled
 
 

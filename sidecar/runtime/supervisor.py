@@ -9,9 +9,10 @@ The supervisor:
   SO_REUSEPORT), then holds the port itself until it exits, with a bound socket that never
   listens: a second sidecar therefore fails to start, as with one process, instead of sharing
   the traffic;
-- does the same for the HTTP side listener (SIDECAR_HTTP_LISTEN), which every worker serves on
-  the one port too, and gives the workers a private directory for prometheus_client's
-  multiprocess mode, so that `/metrics`, whichever worker answers, counts them all;
+- does the same for the HTTP API (SIDECAR_HTTP_API_LISTEN) and the HTTP side listener
+  (SIDECAR_HTTP_LISTEN), which every worker serves on the one port too, and gives the workers
+  a private directory for prometheus_client's multiprocess mode, so that `/metrics`, whichever
+  worker answers, counts them all;
 - writes `--ready-file` once, when every worker serves;
 - restarts a worker that dies, at most once a second per worker;
 - forwards SIGHUP, and on SIGTERM or SIGINT lets all workers drain and exits when they have.
@@ -115,6 +116,7 @@ class Supervisor:
         self._all_serving = asyncio.Event()
         self._failed: int | None = None
         self._error: BindError | None = None
+        self._http_api: str | None = None
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -126,6 +128,11 @@ class Supervisor:
         try:
             if self._config.http_listen:
                 more, http = reserve(self._config.http_listen, "SIDECAR_HTTP_LISTEN")
+                holders += more
+            if self._config.http_api_listen:
+                more, self._http_api = reserve(
+                    self._config.http_api_listen, "SIDECAR_HTTP_API_LISTEN"
+                )
                 holders += more
             with tempfile.TemporaryDirectory(prefix="auth-sidecar-") as directory:
                 metrics = Path(directory) / "metrics" if http else None
@@ -166,10 +173,11 @@ class Supervisor:
             log.error("the workers did not all serve within %ss", START_TIMEOUT_SECONDS)
             return 1
         log.info(
-            "%d workers serving %s%s",
+            "%d workers serving %s%s%s",
             self._config.workers,
             address,
             f" http={http}" if http else "",
+            f" http_api={self._http_api}" if self._http_api else "",
         )
         if self._config.ready_file:
             try:
@@ -192,6 +200,8 @@ class Supervisor:
         side listener on `http`, the workers record their metrics in `metrics`."""
         ready = directory / f"worker-{slot}"
         extra = ["--http-listen", http] if http else []
+        if self._http_api:
+            extra += ["--http-api-listen", self._http_api]
         env = {**os.environ, MULTIPROCESS_DIR_ENV: str(metrics)} if metrics else None
         while True:
             ready.unlink(missing_ok=True)

@@ -1,0 +1,105 @@
+"""HTTP forward auth: nginx's `auth_request`, Caddy's `forward_auth`, Traefik's `ForwardAuth`,
+HAProxy, and Envoy's ext_authz `http_service`.
+
+The proxy asks with the client's headers and says which request it holds; the answer is `200`
+(with the user header, for the proxy to copy upstream), `401`, `403`, or `503` while no keys are
+loaded. Nothing else: nginx turns any other status into a 500. The decision is the Gate's, the
+one that Check makes.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from urllib.parse import urlsplit
+
+from sidecar.adapters.gate import PREFLIGHT, Gate, Refusal
+from sidecar.core.cache import Decider, Responses
+from sidecar.core.errors import InvalidUserId, KeysUnavailable
+from sidecar.core.validator import Decision
+from sidecar.protocols.http import HeaderValueError, Reply, Request, reply
+
+# The request a proxy holds, by the headers that name it, in the order they are read:
+# Caddy and Traefik, then nginx and ingress-nginx. (method header, URI header)
+ORIGINAL_REQUEST_HEADERS = (
+    ("x-forwarded-method", "x-forwarded-uri"),
+    ("x-original-method", "x-original-uri"),
+)
+# ingress-nginx's full URL of the original request, read for its path and query.
+ORIGINAL_URL_HEADER = "x-original-url"
+# How long a proxy should wait before asking again while the keys are still loading.
+RETRY_AFTER_SECONDS = 1
+_JSON = ("content-type", "application/json")
+
+
+class ForwardAuth:
+    """The forward-auth handler for requests at `prefix` and below it."""
+
+    def __init__(self, gate: Gate, prefix: str, memo_size: int = 0) -> None:
+        """`memo_size`: replies to valid decisions kept for reuse (see cache.Responses)."""
+        self._gate = gate
+        self._prefix = prefix.rstrip("/")
+        self._allowed = Responses(self._build, memo_size)
+        self._preflight = reply(HTTPStatus.OK)
+        self._missing = _refused(gate.missing)
+        self._unavailable = reply(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            [("retry-after", str(RETRY_AFTER_SECONDS)), _JSON],
+            b'{"error":"unavailable","message":"no verification keys are loaded yet"}',
+        )
+
+    def __call__(self, request: Request) -> Reply:
+        method, target = self.original(request)
+        try:
+            verdict = self._gate.decide(method, target, request.headers)
+        except KeysUnavailable:
+            return self._unavailable
+        decision = verdict.decision
+        if decision is None:
+            return self._preflight if verdict is PREFLIGHT else self._missing
+        if decision.valid:
+            return self._allowed.get(decision)
+        return _refused(self._gate.refusal(decision))
+
+    def original(self, request: Request) -> tuple[str, str]:
+        """The method and request-target of the request the proxy holds."""
+        headers = request.headers
+        for method_header, uri_header in ORIGINAL_REQUEST_HEADERS:
+            uri = headers.get(uri_header)
+            if uri is not None:
+                return headers.get(method_header, request.method), uri
+        url = headers.get(ORIGINAL_URL_HEADER)
+        if url is not None:
+            return headers.get("x-original-method", request.method), _target_of(url)
+        # Envoy's http_service (path_prefix): the original path follows the prefix.
+        rest = request.target[len(self._prefix) :]
+        return request.method, rest if rest.startswith("/") else "/" + rest
+
+    def swap(self, validator: Decider) -> None:
+        """Hot reload: later requests are decided with this validator."""
+        self._gate.validator = validator
+
+    def _build(self, decision: Decision, _: str) -> Reply:
+        try:
+            return reply(HTTPStatus.OK, self._gate.upstream_headers(decision).items())
+        except HeaderValueError:
+            # A user id with a line break or another control character cannot be one header:
+            # refused, rather than cut or re-encoded into someone else's id.
+            return _refused(self._gate.refusal(Decision.refused(InvalidUserId())))
+
+
+def _refused(refusal: Refusal) -> Reply:
+    return reply(
+        refusal.status,
+        [("www-authenticate", refusal.www_authenticate), _JSON],
+        refusal.body.encode(),
+    )
+
+
+def _target_of(url: str) -> str:
+    """A URL's path and query. A URL that does not parse is passed on whole: not starting with
+    `/`, it is refused wherever the path matters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
