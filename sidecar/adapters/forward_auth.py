@@ -26,6 +26,8 @@ ORIGINAL_REQUEST_HEADERS = (
 )
 # ingress-nginx's full URL of the original request, read for its path and query.
 ORIGINAL_URL_HEADER = "x-original-url"
+# Envoy's http_service removes the request headers that an OK answer lists here.
+ENVOY_REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 # How long a proxy should wait before asking again while the keys are still loading.
 RETRY_AFTER_SECONDS = 1
 _JSON = ("content-type", "application/json")
@@ -39,7 +41,10 @@ class ForwardAuth:
         self._gate = gate
         self._prefix = prefix.rstrip("/")
         self._allowed = Responses(self._build, memo_size)
-        self._preflight = reply(HTTPStatus.OK)
+        # A preflight carries no user: Envoy's http_service removes the headers that this one
+        # names from the request (others overwrite or drop them themselves; see examples/).
+        owned = [h for h in (gate.settings.user_header, gate.settings.claims_header) if h]
+        self._preflight = reply(HTTPStatus.OK, [(ENVOY_REMOVE_HEADER, ", ".join(owned))])
         self._missing = _refused(gate.missing)
         self._unavailable = reply(
             HTTPStatus.SERVICE_UNAVAILABLE,
