@@ -44,6 +44,19 @@ CURVES: dict[str, ec.EllipticCurve] = {
     "ES512": ec.SECP521R1(),
 }
 CURVE_NAMES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+# Every spelling that Electric's router serves as /v1/shape (GHSA-m4f6-p2j8-rq76).
+SHAPE_PATH_SPELLINGS = (
+    "/v1/shape",
+    "/v1/shape/",
+    "//v1//shape",
+    "/v1/%73hape",
+    "/v1/%73%68%61%70%65",
+    "/v1/./shape",
+    "/v1/x/../shape",
+    "/v1/%2e/shape",
+    "/v1/x/%2E%2E/shape",
+    "/../v1/shape",
+)
 
 
 @dataclass(frozen=True)

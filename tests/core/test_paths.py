@@ -7,6 +7,7 @@ import posixpath
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import SHAPE_PATH_SPELLINGS
 
 from sidecar.core import paths
 from sidecar.core.errors import AmbiguousPath, Reason
@@ -14,21 +15,7 @@ from sidecar.core.errors import AmbiguousPath, Reason
 SHAPE = ("v1", "shape")
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/v1/shape",
-        "/v1/shape/",
-        "//v1//shape",
-        "/v1/%73hape",
-        "/v1/%73%68%61%70%65",
-        "/v1/./shape",
-        "/v1/x/../shape",
-        "/v1/%2e/shape",
-        "/v1/x/%2E%2E/shape",
-        "/../v1/shape",
-    ],
-)
+@pytest.mark.parametrize("path", SHAPE_PATH_SPELLINGS)
 def test_every_spelling_that_routers_serve_as_the_shape_path(path: str) -> None:
     assert paths.segments(path) == SHAPE
 
