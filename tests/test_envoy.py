@@ -34,6 +34,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwks_server import jwks_server
 from support import (
+    SHAPE_PATH_SPELLINGS,
     Envoy,
     Upstream,
     blackhole,
@@ -63,6 +64,9 @@ STRICT = {
     "SIDECAR_ENVOY_USER_HEADER": "x-electric-user",
     "SIDECAR_ENVOY_REALM": "sync",
 }
+# Electric's proxy-auth pattern: the shape check and the API secret that only the sidecar sets.
+ELECTRIC_SECRET = "s3cret-for-electric-0123456789"
+ELECTRIC = {"SIDECAR_SHAPE_CLAIM": "shape", "SIDECAR_ELECTRIC_SECRET": ELECTRIC_SECRET}
 # Tests only: access-log lines reach stdout within 20 ms instead of Envoy's default second.
 ENVOY_ARGS = ("--concurrency", "1", "--file-flush-interval-msec", "20")
 SHAPE = "/v1/shape?table=items&offset=-1"
@@ -195,7 +199,7 @@ def stacks(upstream: Upstream, workdir: str) -> Iterator[Callable[[str, str], St
 
         def get(kind: str, mode: str) -> Stack:
             if (kind, mode) not in started:
-                extra = {"base": BASE, "strict": STRICT}[kind]
+                extra = {"base": BASE, "strict": STRICT, "electric": ELECTRIC}[kind]
                 sidecar = cleanup.enter_context(running(sidecar_env(mode, extra), measured=False))
                 config = example_envoy_config(
                     upstream=f"127.0.0.1:{upstream.port}", sidecar=sidecar.address
@@ -226,6 +230,11 @@ def secure(request: pytest.FixtureRequest, stacks: Callable[[str, str], Stack]) 
 @pytest.fixture(params=MODES)
 def strict(request: pytest.FixtureRequest, stacks: Callable[[str, str], Stack]) -> Stack:
     return stacks("strict", request.param)
+
+
+@pytest.fixture
+def electric(stacks: Callable[[str, str], Stack]) -> Stack:
+    return stacks("electric", "insecure")
 
 
 def assert_invalid_token(
@@ -393,6 +402,62 @@ def test_an_options_request_that_is_no_preflight_needs_a_token(base: Stack, miss
     headers = [(k, v) for k, v in PREFLIGHT.items() if k != missing]
     reply = base.refused(SHAPE, headers, method="OPTIONS")
     assert reply.status == 401
+
+
+# -- Electric's secret and the shape path ---------------------------------------------------------
+
+
+def shaped(user: str, table: str) -> dict[str, Any]:
+    return {"user_id": user, "shape": {"table": table}}
+
+
+def no_secret_in(reply: Reply) -> None:
+    """What the client gets back from Envoy and the sidecar, the echo's own body aside."""
+    assert all(ELECTRIC_SECRET not in value for _, value in reply.headers)
+
+
+def test_the_upstream_gets_electrics_secret_and_never_the_clients(electric: Stack) -> None:
+    token = electric.token(shaped("alice", "items"))
+    reply = electric.send(
+        "/v1/shape?table=items&secret=guess&api_secret=old&offset=-1&secret=again",
+        [bearer(token)],
+    )
+    no_secret_in(reply)
+    got = seen(reply)
+    assert got.query == [("offset", "-1"), ("secret", ELECTRIC_SECRET), ("table", "items")]
+    assert got.headers["x-user-id"] == ["alice"]
+
+
+def test_the_secret_goes_to_the_shape_path_only(electric: Stack) -> None:
+    token = electric.token(shaped("alice", "items"))
+    got = seen(electric.send("/v1/other?secret=guess&api_secret=old&x=1", [bearer(token)]))
+    assert got.query == [("x", "1")]  # the client's are removed, and nothing is added
+
+
+def test_a_preflight_carries_no_secret(electric: Stack) -> None:
+    reply = electric.send("/v1/shape?table=items&secret=guess", [*PREFLIGHT.items()], "OPTIONS")
+    assert seen(reply).query == [("table", "items")]
+
+
+def test_a_refused_request_shows_no_secret(electric: Stack) -> None:
+    token = electric.token(shaped("alice", "items"))
+    for reply in (
+        electric.refused("/v1/shape?table=items"),
+        electric.refused("/v1/shape?table=other", [bearer(token)]),
+    ):
+        assert reply.status in (401, 403)
+        no_secret_in(reply)
+        assert ELECTRIC_SECRET.encode() not in reply.body
+
+
+@pytest.mark.parametrize("path", SHAPE_PATH_SPELLINGS)
+def test_every_spelling_of_the_shape_path_gets_the_shape_check_and_the_secret(
+    electric: Stack, path: str
+) -> None:
+    token = electric.token(shaped("alice", "items"))
+    assert electric.refused(f"{path}?table=other", [bearer(token)]).status == 403
+    got = seen(electric.send(f"{path}?table=items", [bearer(token)]))
+    assert ("secret", ELECTRIC_SECRET) in got.query
 
 
 # -- the example's routes and logs ----------------------------------------------------------------

@@ -49,13 +49,17 @@ class EnvoyAuthorization:
         self._responses = Responses(self.respond, memo_size)
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
         self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
-        self._preflight = _allowed(headers_to_remove=self._owned_headers, metadata={})
-        self._missing = _denied(self.gate.missing)
         secret = settings.electric_secret
         self._secret = (
             [base_pb2.QueryParameter(key=ELECTRIC_SECRET_PARAMS[0], value=secret)] if secret else []
         )
         self._secret_params = list(ELECTRIC_SECRET_PARAMS) if secret else []
+        self._preflight = _allowed(
+            headers_to_remove=self._owned_headers,
+            query_parameters_to_remove=self._secret_params,
+            metadata={},
+        )
+        self._missing = _denied(self.gate.missing)
 
     def swap(self, validator: Decider) -> None:
         """Hot reload: later calls use this validator (the Envoy settings come from the
@@ -87,11 +91,15 @@ class EnvoyAuthorization:
             [source] if self._settings.strip_token and not source.startswith("?") else []
         )
         # A client-sent secret never reaches Electric, on any path; the real one only its API.
-        remove_params = ([source[1:]] if source.startswith("?") else []) + self._secret_params
+        # Envoy sets parameters before it removes them, and setting one replaces every copy:
+        # the secret that is set must not be in the removals too.
+        to_set = self._secret if on_shape_path else []
+        remove_params = [source[1:]] if source.startswith("?") else []
+        remove_params += self._secret_params[1:] if to_set else self._secret_params
         return _allowed(
             set_headers=self.gate.upstream_headers(decision),
             headers_to_remove=remove_headers,
-            query_parameters_to_set=self._secret if on_shape_path else [],
+            query_parameters_to_set=to_set,
             query_parameters_to_remove=remove_params,
             metadata={"user_id": decision.user_id, "reason": decision.reason.wire},
         )
