@@ -213,6 +213,34 @@ async def test_check_adds_electric_secret_on_the_shape_path_only() -> None:
     assert secret not in repr(cfg)
 
 
+async def test_check_refuses_a_secret_spelt_so_that_envoy_cannot_remove_it() -> None:
+    cfg = insecure_config(SIDECAR_ELECTRIC_SECRET="s3cret-" + "x" * 16)
+    check = EnvoyAuthorization(server.assemble(cfg)[1].gate.validator, cfg.envoy)
+    auth = {"authorization": f"Bearer {token()}"}
+    for query in ("%73ecret=mine", "api%5Fsecret=old", "secre%74=mine&secret=x"):
+        request = server_check_request(f"/v1/shape?table=items&{query}", auth)
+        response = await check.Check(request, None)  # type: ignore[arg-type]
+        assert response.denied_response.status.code == 403, query
+        assert "only the proxy sets" in response.denied_response.body
+
+
+async def test_forward_auth_refuses_a_client_secret_on_the_shape_path() -> None:
+    """A proxy cannot remove query parameters on the auth answer's word, so a client-sent secret
+    is refused (in any spelling) rather than passed on beside the one the proxy adds."""
+    cfg = insecure_config(SIDECAR_ELECTRIC_SECRET="s3cret-" + "x" * 16)
+    auth = {"authorization": f"Bearer {token()}"}
+    async with http_api(cfg) as address:
+        for query in ("secret=mine", "api_secret=old", "%73ecret=mine", "SECRET=no&x=1"):
+            uri = {"x-forwarded-uri": f"/v1/shape?table=items&{query}"}
+            code, _, body = await one(address, get("/auth", {**auth, **uri}))
+            expected = 200 if query.startswith("SECRET") else 403  # names are case-sensitive
+            assert code == expected, query
+        uri = {"x-forwarded-uri": "/v1/health?secret=mine"}
+        assert (await one(address, get("/auth", {**auth, **uri})))[0] == 200
+        uri = {"x-forwarded-uri": "/v1//shape?table=items"}
+        assert (await one(address, get("/auth", {**auth, **uri})))[0] == 200
+
+
 def server_check_request(path: str, headers: dict[str, str]) -> Any:
     from envoy.service.auth.v3 import external_auth_pb2
 

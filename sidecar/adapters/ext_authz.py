@@ -71,7 +71,7 @@ class EnvoyAuthorization:
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         try:
-            verdict = self.gate.decide(http.method, http.path, _headers(http))
+            verdict = self.gate.decide(http.method, http.path, _headers(http), removes_secret=True)
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))

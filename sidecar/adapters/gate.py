@@ -19,12 +19,13 @@ from urllib.parse import unquote_plus
 from sidecar.config import EnvoyConfig
 from sidecar.core import jws, shape
 from sidecar.core.cache import Decider
-from sidecar.core.errors import AmbiguousPath, Reason
+from sidecar.core.errors import AmbiguousPath, ClientSecret, Reason
 from sidecar.core.validator import Decision
 
 MISSING_TOKEN = "Missing bearer token"  # noqa: S105 - a message, not a secret
 # Electric's API secret and its old name: set by the sidecar, never by a client.
 ELECTRIC_SECRET_PARAMS = ("secret", "api_secret")
+_SECRET_NAMES = frozenset(ELECTRIC_SECRET_PARAMS)
 # RFC 6750 §3: error_description is printable ASCII without `"` and `\`.
 _NOT_DESCRIPTION_TEXT = re.compile(r"[^ !#-\[\]-~]")
 
@@ -77,9 +78,13 @@ class Gate:
             "MISSING_TOKEN",  # no token, so no token Reason: the metadata says so in its place
         )
 
-    def decide(self, method: str, target: str, headers: Mapping[str, str]) -> Verdict:
-        """The verdict on `method target` with `headers` (names lower case). Raises
-        KeysUnavailable when there is no decision to give yet (each adapter fails closed)."""
+    def decide(
+        self, method: str, target: str, headers: Mapping[str, str], removes_secret: bool = False
+    ) -> Verdict:
+        """The verdict on `method target` with `headers` (names lower case). `removes_secret`:
+        the adapter removes a client's `secret` and `api_secret` by those names (Check); without
+        it, a request to the shape path that carries one is refused. Raises KeysUnavailable when
+        there is no decision to give yet (each adapter fails closed)."""
         if self.settings.allow_preflight and _is_preflight(method, headers):
             return PREFLIGHT
         token, source = self._find_token(headers, target)
@@ -93,6 +98,10 @@ class Gate:
             on_shape_path = shape.is_shape_path(path, self._shape_path)
         except AmbiguousPath as error:
             return Verdict(Decision.refused(error), source)
+        if on_shape_path and self.settings.electric_secret:
+            spellings = _secret_spellings(query)
+            if spellings and not (removes_secret and spellings <= _SECRET_NAMES):
+                return Verdict(Decision.refused(ClientSecret()), source, on_shape_path)
         if on_shape_path and self._shape_claim:
             decision = shape.authorize(decision, self._shape_claim, lambda: shape.from_query(query))
         return Verdict(decision, source, on_shape_path)
@@ -154,6 +163,15 @@ class Gate:
                 if key == param and value:
                     return unquote_plus(value), "?" + param
         return None, ""
+
+
+def _secret_spellings(query: str) -> frozenset[str]:
+    """The raw names of the query's parameters that a server decodes to Electric's secret."""
+    return frozenset(
+        key
+        for key in (pair.partition("=")[0] for pair in query.split("&"))
+        if unquote_plus(key) in _SECRET_NAMES
+    )
 
 
 def _is_preflight(method: str, headers: Mapping[str, str]) -> bool:

@@ -437,7 +437,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SIDECAR_ELECTRIC_SECRET",
         "Electric's ELECTRIC_SECRET: Check sets it as `secret` on allowed requests to the shape"
-        " path, and removes any client-sent `secret` or `api_secret`",
+        " path, and removes any client-sent `secret` or `api_secret`; forward auth refuses a"
+        " client-sent one on the shape path",
         parsers.electric_secret,
         field="envoy.electric_secret",
         secret=True,

@@ -88,6 +88,14 @@ class AmbiguousPath(ShapeMismatch):
     message = "the request path is ambiguous"
 
 
+class ClientSecret(ShapeMismatch):
+    """A request to the shape path that carries Electric's secret itself, where the proxy sets
+    it: refused wherever the proxy cannot remove the client's (forward auth, or a spelling such
+    as `%73ecret` that Envoy's removal by name misses)."""
+
+    message = "the request carries Electric's secret, which only the proxy sets"
+
+
 class KeysUnavailable(SidecarError):
     """No verification keys are loaded yet: no decision is possible, so adapters answer
     UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""
