@@ -9,12 +9,16 @@ fixed shape of `items` as Electric's HTTP protocol does:
 - a live poll after the third row (`offset=2_0`): held, as Electric holds a long poll when
   nothing changed, until `stop()`.
 
+With `secret`, it refuses a request whose `secret` (or `api_secret`) is missing or wrong with
+401, as Electric does with ELECTRIC_SECRET set.
+
 It records every request it serves (the raw query string and the user header set by the
 sidecar), so tests can see what passed Envoy and exactly how the client encoded it.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from dataclasses import dataclass
@@ -44,6 +48,8 @@ def _insert(row_id: int, title: str) -> dict[str, Any]:
     }
 
 
+# Electric's answer to a missing or wrong secret.
+UNAUTHORIZED = "Unauthorized - Invalid API secret"
 UP_TO_DATE = {"headers": {"control": "up-to-date"}}
 # What a live poll from each offset gets: the next row, and the offset after it.
 LIVE = {"0_0": (2, "second", "1_0"), "1_0": (3, "third", "2_0")}
@@ -52,7 +58,8 @@ LIVE = {"0_0": (2, "second", "1_0"), "1_0": (3, "third", "2_0")}
 class ElectricStandIn:
     """Serves on 127.0.0.1, on a port the OS picks (`port`), from a daemon thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -69,6 +76,11 @@ class ElectricStandIn:
         self._stopping.set()  # releases held long polls
         self._server.shutdown()
         self._server.server_close()
+
+    def admits(self, params: dict[str, str]) -> bool:
+        """Whether the request carries the secret, as Electric checks it."""
+        given = params.get("secret", params.get("api_secret", ""))
+        return hmac.compare_digest(given.encode(), (self.secret or "").encode())
 
     def _respond(self, params: dict[str, str]) -> tuple[dict[str, str], list[dict[str, Any]]]:
         headers = {"electric-handle": HANDLE}
@@ -97,6 +109,9 @@ class ElectricStandIn:
                     standin.seen.append(Seen(query, params, self.headers.get("x-user-id")))
                 if path != "/v1/shape":
                     self._send(404, {}, {"message": "not found"})
+                    return
+                if standin.secret is not None and not standin.admits(params):
+                    self._send(401, {}, {"message": UNAUTHORIZED})
                     return
                 headers, body = standin._respond(params)
                 self._send(200, headers | {"electric-up-to-date": ""}, body)

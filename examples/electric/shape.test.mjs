@@ -1,10 +1,12 @@
-// Electric's own TypeScript client, `@electric-sql/client`'s ShapeStream, syncing through Envoy with
-// auth-sidecar's Check and a shape-scoped token from the gatekeeper (examples/gatekeeper).
+// Electric's own TypeScript client, `@electric-sql/client`'s ShapeStream, syncing through a proxy
+// that asks auth-sidecar (Envoy's Check, or Caddy's forward_auth) with a shape-scoped token from
+// the gatekeeper (examples/gatekeeper).
 //
 // tests/test_electric.py starts the whole stack (sidecar with SIDECAR_SHAPE_CLAIM=shape, the
-// gatekeeper, a real Envoy running examples/envoy/envoy.yaml, a stand-in for Electric) and runs
-// this file with `node --test`, passing:
-//   ELECTRIC_URL    the shape endpoint through Envoy, e.g. http://127.0.0.1:10000/v1/shape
+// gatekeeper, a real Envoy running examples/envoy/envoy.yaml or a real Caddy running
+// examples/forward-auth/Caddyfile, a stand-in for Electric) and runs this file with
+// `node --test`, passing:
+//   ELECTRIC_URL    the shape endpoint through the proxy, e.g. http://127.0.0.1:10000/v1/shape
 //   GATEKEEPER_URL  the gatekeeper, e.g. http://127.0.0.1:4000
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -58,7 +60,7 @@ function sync(params, headers, enough = () => false) {
   });
 }
 
-describe("ShapeStream through Envoy and auth-sidecar", () => {
+describe("ShapeStream through a proxy and auth-sidecar", () => {
   it("syncs the token's shape: the initial rows, then live polls", { timeout: TIMEOUT_MS }, async () => {
     const { token, params } = await gatekeeper("alice");
     const { rows, error } = await sync(params, { Authorization: `Bearer ${token}` }, (r) => r.size === 3);
