@@ -3,10 +3,11 @@ cryptography (independent of python-jose, which builds it), and served by the si
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,44 +81,49 @@ def test_no_rs_or_es_signer_publishes_no_key(env: dict[str, str]) -> None:
     assert algorithms.published_jwks(config.load(env).signer) == {"keys": []}
 
 
-@contextmanager
-def _observed(alg: str | None) -> Iterator[tuple[Observability, str]]:
+@asynccontextmanager
+async def _observed(alg: str | None) -> AsyncIterator[tuple[Observability, str]]:
     extra = {"SIDECAR_HTTP_LISTEN": "127.0.0.1:0", "SIDECAR_WORKERS": "1"}
     cfg = secure_config(alg, **extra) if alg else insecure_config(**extra)
     observe = Observability(cfg)
-    observe.open()
+    await observe.open()
     try:
         assert observe.side is not None
         yield observe, observe.side.address
     finally:
-        observe.close()
+        await observe.close()
 
 
-def _get(address: str) -> tuple[int, dict[str, str], Any]:
+async def _get(address: str) -> tuple[int, dict[str, str], Any]:
+    return await asyncio.to_thread(_get_now, address)
+
+
+def _get_now(address: str) -> tuple[int, dict[str, str], Any]:
     host, _, port = address.rpartition(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
         connection.request("GET", JWKS_PATH)
         response = connection.getresponse()
-        return response.status, dict(response.getheaders()), json.loads(response.read())
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, json.loads(response.read())
     finally:
         connection.close()
 
 
-def test_the_side_listener_serves_the_set_and_a_reload_replaces_it() -> None:
-    with _observed("ES256") as (observe, address):
-        status, headers, body = _get(address)
+async def test_the_side_listener_serves_the_set_and_a_reload_replaces_it() -> None:
+    async with _observed("ES256") as (observe, address):
+        status, headers, body = await _get(address)
         assert status == 200
-        assert headers["Content-Type"] == "application/json"
-        assert headers["Cache-Control"] == f"max-age={JWKS_MAX_AGE_SECONDS}"
+        assert headers["content-type"] == "application/json"
+        assert headers["cache-control"] == f"max-age={JWKS_MAX_AGE_SECONDS}"
         assert body == algorithms.published_jwks(secure_config("ES256").signer)
         observe.publish(secure_config("RS256"))  # what a reload to a new signer does
-        assert _get(address)[2]["keys"][0]["kty"] == "RSA"
+        assert (await _get(address))[2]["keys"][0]["kty"] == "RSA"
         observe.publish(secure_config("HS256"))
-        assert _get(address)[2] == {"keys": []}
+        assert (await _get(address))[2] == {"keys": []}
 
 
-def test_an_insecure_sidecar_serves_an_empty_set() -> None:
-    with _observed(None) as (_, address):
-        status, _, body = _get(address)
+async def test_an_insecure_sidecar_serves_an_empty_set() -> None:
+    async with _observed(None) as (_, address):
+        status, _, body = await _get(address)
         assert (status, body) == (200, {"keys": []})

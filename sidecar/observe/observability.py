@@ -42,16 +42,13 @@ class Observability:
             return validator
         return Observed(validator, rpc, counters, self._config.decision_log)
 
-    def open(self, reuse_port: bool = False) -> None:
+    async def open(self, reuse_port: bool = False) -> None:
         """Starts the side listener, if configured; BindError if it cannot listen.
         `reuse_port`: a supervisor's worker, sharing the port with the other workers."""
         if self.metrics and self._config.http_listen:
-            self.side = SideListener(
-                self._config.http_listen,
-                self.metrics.registry,
-                jwks_body(self._config),
-                reuse_port,
-            )
+            side = SideListener(self.metrics.registry, jwks_body(self._config))
+            await side.start(self._config.http_listen, reuse_port)
+            self.side = side
 
     def publish(self, config: Config) -> None:
         """Serves the JWK Set of `config`'s signer from now on (a reload may bring a new one)."""
@@ -62,9 +59,9 @@ class Observability:
         if self.side:
             self.side.ready = ready
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self.side:
-            self.side.close()
+            await self.side.close()
 
 
 class Observed:

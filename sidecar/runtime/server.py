@@ -67,11 +67,11 @@ async def serve(
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     observe = Observability(config)
     auth, check = assemble(config, observe)
-    observe.open(reuse_port=worker)
+    await observe.open(reuse_port=worker)
     try:
         return await _serve(config, auth, check, observe, stopping, worker, load)
     finally:
-        observe.close()
+        await observe.close()
 
 
 def assemble(
