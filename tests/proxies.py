@@ -58,8 +58,10 @@ def start_nginx(
 ) -> subprocess.Popen[str]:
     """nginx with `config`, and `files` beside it (names relative to its prefix)."""
     nginx = binary("nginx")
+    # Started as root, nginx's workers run as `nobody`: they must reach the prefix (for the cache).
+    os.chmod(directory, 0o755)  # noqa: S103 - a test's own temporary directory
     prefix = Path(directory) / f"nginx-{os.getpid()}-{time.monotonic_ns()}"
-    prefix.mkdir()
+    prefix.mkdir(mode=0o755)
     (prefix / "nginx.conf").write_text(config)
     for name, text in (files or {}).items():
         (prefix / name).write_text(text)

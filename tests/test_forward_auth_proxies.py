@@ -181,3 +181,28 @@ def test_a_client_sent_secret_on_the_shape_path_is_refused(
     auth = {"authorization": f"Bearer {GOOD}"}
     assert send(port, f"/v1/shape?table=items&{name}=mine", auth)[0] == 403
     assert seq(upstream) == before + 1
+
+
+def test_nginx_keeps_allows_for_their_max_age_and_never_refusals(upstream: Upstream) -> None:
+    """With SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS, the example's proxy_cache answers a repeated
+    allowed request itself: it still passes once the sidecar is gone. A refusal, and any other
+    request, still needs the sidecar (nginx fails closed: 500)."""
+    binary("nginx")
+    env = {"AUTH_MODE": "insecure", "SIDECAR_HTTP_API_LISTEN": "127.0.0.1:0"}
+    env["SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS"] = "300"
+    auth = {"authorization": f"Bearer {unsigned({'user_id': 'alice'})}"}
+    with ExitStack() as stack, short_tmp_dir() as directory:
+        sidecar = stack.enter_context(running(env, measured=False))
+        api = http_api_address(sidecar.logged(" http_api="))
+        port = closed_port()
+        process = start_nginx_example(directory, port, f"127.0.0.1:{upstream.port}", api)
+        stack.callback(stop, process)
+        answering(port, process)
+        assert send(port, "/v1/items", auth)[0] == 200
+        assert send(port, "/v1/items")[0] == 401
+        sidecar.terminate()
+        status, _, body = send(port, "/v1/items", auth)
+        assert status == 200
+        assert upstream_view(body)["header_map"]["x-user-id"] == ["alice"]
+        assert send(port, "/v1/items")[0] == 500
+        assert send(port, "/v1/other", auth)[0] == 500

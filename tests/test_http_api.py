@@ -22,6 +22,7 @@ from sidecar.adapters.gate import Gate
 from sidecar.config import Config
 from sidecar.core.errors import BindError, ConfigError, KeysUnavailable
 from sidecar.core.validator import Decision
+from sidecar.protocols.http import Request
 from sidecar.protocols.http_server import HttpServer, Limits, Route
 from sidecar.runtime import server
 
@@ -232,13 +233,38 @@ async def test_forward_auth_refuses_a_client_secret_on_the_shape_path() -> None:
     async with http_api(cfg) as address:
         for query in ("secret=mine", "api_secret=old", "%73ecret=mine", "SECRET=no&x=1"):
             uri = {"x-forwarded-uri": f"/v1/shape?table=items&{query}"}
-            code, _, body = await one(address, get("/auth", {**auth, **uri}))
+            code = (await one(address, get("/auth", {**auth, **uri})))[0]
             expected = 200 if query.startswith("SECRET") else 403  # names are case-sensitive
             assert code == expected, query
         uri = {"x-forwarded-uri": "/v1/health?secret=mine"}
         assert (await one(address, get("/auth", {**auth, **uri})))[0] == 200
         uri = {"x-forwarded-uri": "/v1//shape?table=items"}
         assert (await one(address, get("/auth", {**auth, **uri})))[0] == 200
+
+
+def test_only_allows_may_be_cached_and_never_past_the_tokens_expiry() -> None:
+    cfg = insecure_config()
+    now = 1_800_000_000.0
+    gate = Gate(server.assemble(cfg)[1].gate.validator, cfg.envoy)
+    forward = ForwardAuth(gate, "/auth", 16, max_age=5, clock=lambda: now)
+
+    def cache_control(headers: dict[str, str]) -> str:
+        head = forward(Request("GET", "/auth/v1/x", headers)).head.decode()
+        (value,) = [line[15:] for line in head.split("\r\n") if line.startswith("cache-control: ")]
+        return value
+
+    lasting = {"authorization": f"Bearer {token(exp=int(now) + 60)}"}
+    assert cache_control(lasting) == "max-age=5"
+    assert cache_control(lasting) == "max-age=5"  # the memoised reply, once more
+    # Expiring within max_age: a cached allow would outlive the token.
+    assert cache_control({"authorization": f"Bearer {token(exp=int(now) + 3)}"}) == "no-store"
+    assert cache_control({}) == "no-store"
+    assert cache_control({"authorization": "Bearer nope"}) == "no-store"
+    preflight = {"origin": "https://app", "access-control-request-method": "GET"}
+    assert cache_control(preflight) == "no-store"
+    uncached = ForwardAuth(gate, "/auth", 16)
+    head = uncached(Request("GET", "/auth/v1/x", lasting)).head
+    assert b"cache-control: no-store\r\n" in head
 
 
 def server_check_request(path: str, headers: dict[str, str]) -> Any:
@@ -273,6 +299,27 @@ async def test_connect_validate_answers_as_grpc_does() -> None:
     assert json.loads(good[2])["userId"] == "alice"
     assert json.loads(bad[2]) == {"reason": "REASON_MALFORMED", "message": "Invalid token"}
     assert auth_pb2.ValidateResponse.FromString(proto[2]).user_id == "alice"
+
+
+async def test_connect_reuses_parsed_requests_and_encodings_without_mixing_them() -> None:
+    """With a memo smaller than the tokens in play, every answer is still its own token's, in
+    each encoding, and the same body answered twice gives the same bytes."""
+    cfg = insecure_config(SIDECAR_CACHE_SIZE="2")
+    path = "/authsidecar.v1.AuthService/Validate"
+    users = ["ann", "ben", "cy"]
+    async with http_api(cfg) as address:
+        for _ in range(3):
+            for user in users:
+                body = json.dumps({"token": token(user_id=user)}).encode()
+                first = await one(address, post(path, body, "application/json"))
+                again = await one(address, post(path, body, "application/json"))
+                assert json.loads(first[2])["userId"] == user
+                assert again[2] == first[2]
+                binary = auth_pb2.ValidateRequest(token=token(user_id=user)).SerializeToString()
+                proto = await one(address, post(path, binary, "application/proto"))
+                assert auth_pb2.ValidateResponse.FromString(proto[2]).user_id == user
+            bad = await one(address, post(path, b'{"token":"x"}', "application/json"))
+            assert json.loads(bad[2])["reason"] == "REASON_MALFORMED"
 
 
 async def test_connect_mint_takes_its_secret_from_the_authorization_header() -> None:

@@ -9,6 +9,7 @@ compression are not offered: a `Content-Encoding` other than identity is `unimpl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
@@ -73,9 +74,19 @@ class _Context:
 class ConnectAuthService:
     """The Connect handler for every path under PREFIX."""
 
-    def __init__(self, auth: AuthService, traffic: Traffic | None = None) -> None:
+    def __init__(
+        self, auth: AuthService, traffic: Traffic | None = None, memo_size: int = 0
+    ) -> None:
+        """`memo_size`: Validate requests and encoded responses kept for reuse (0: none).
+        A repeated Validate body is parsed once, and the response that AuthService reuses for
+        a cached decision is encoded once (proto3 JSON costs more than the decision itself)."""
         traffic = traffic or Traffic()
         self._traffic = traffic
+        self._memo_size = memo_size
+        # (content type, digest of the body) -> the parsed request: a digest, never the token.
+        self._parsed: dict[tuple[str, bytes], Message] = {}
+        # (id of the response, content type) -> (the response, kept alive; its encoding).
+        self._encoded: dict[tuple[int, str], tuple[Message, bytes]] = {}
         self._methods: dict[str, tuple[Call, type[Message], Any, Any]] = {
             name: (call, request_type, *traffic.meter(name))
             for name, call, request_type in (
@@ -100,14 +111,19 @@ class ConnectAuthService:
         if headers.get("connect-protocol-version", "1") != "1":
             return error(grpc.StatusCode.INVALID_ARGUMENT, "connect-protocol-version must be 1")
         call, request_type, entered, done = method
-        try:
-            if content_type == JSON:
-                message = json_format.Parse(request.body or b"{}", request_type())
-            else:
-                message = request_type.FromString(request.body)
-        except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError):
-            name = request_type.DESCRIPTOR.full_name
-            return error(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {name}")
+        memo = self._memo_size and request_type is auth_pb2.ValidateRequest
+        key = (
+            (content_type, hashlib.blake2b(request.body, digest_size=16).digest()) if memo else None
+        )
+        message = self._parsed.get(key) if key else None
+        if message is None:
+            try:
+                message = _parse(content_type, request.body, request_type)
+            except (json_format.ParseError, DecodeError, UnicodeDecodeError, ValueError):
+                name = request_type.DESCRIPTOR.full_name
+                return error(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {name}")
+            if key:
+                _remember(self._parsed, key, message, self._memo_size)
         traffic = self._traffic
         traffic.started += 1
         traffic.active += 1
@@ -120,11 +136,42 @@ class ConnectAuthService:
         finally:
             traffic.active -= 1
             done(perf_counter() - start)
-        if content_type == JSON:
-            body = json_format.MessageToJson(response, indent=None).encode()
-        else:
-            body = response.SerializeToString()
-        return reply(HTTPStatus.OK, [("content-type", content_type)], body)
+        return reply(
+            HTTPStatus.OK, [("content-type", content_type)], self._encode(response, content_type)
+        )
+
+    def _encode(self, response: Message, content_type: str) -> bytes:
+        # Only a valid decision's response is reused by AuthService (see cache.Responses).
+        if not (self._memo_size and isinstance(response, auth_pb2.ValidateResponse)):
+            return _encoded(response, content_type)
+        if not response.valid:
+            return _encoded(response, content_type)
+        key = (id(response), content_type)
+        entry = self._encoded.get(key)
+        if entry is not None and entry[0] is response:
+            return entry[1]
+        body = _encoded(response, content_type)
+        _remember(self._encoded, key, (response, body), self._memo_size)
+        return body
+
+
+def _parse(content_type: str, body: bytes, request_type: type[Message]) -> Message:
+    if content_type == JSON:
+        return json_format.Parse(body or b"{}", request_type())
+    return request_type.FromString(body)
+
+
+def _encoded(response: Message, content_type: str) -> bytes:
+    if content_type == JSON:
+        return json_format.MessageToJson(response, indent=None).encode()
+    return response.SerializeToString()
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Adds to a memo of at most `size` entries, dropping the oldest."""
+    memo[key] = value
+    if len(memo) > size:
+        del memo[next(iter(memo))]
 
 
 def error(code: grpc.StatusCode, message: str) -> Reply:

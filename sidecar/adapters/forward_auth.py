@@ -9,6 +9,8 @@ one that Check makes.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -31,24 +33,39 @@ ENVOY_REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 # How long a proxy should wait before asking again while the keys are still loading.
 RETRY_AFTER_SECONDS = 1
 _JSON = ("content-type", "application/json")
+# Only an allow, with SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS, may be kept by a proxy's cache (nginx's
+# proxy_cache honours Cache-Control); everything else says so, whatever the proxy is told.
+NO_STORE = "no-store"
+_UNCACHED = ("cache-control", NO_STORE)
+CACHEABLE = "cacheable"
 
 
 class ForwardAuth:
     """The forward-auth handler for requests at `prefix` and below it."""
 
-    def __init__(self, gate: Gate, prefix: str, memo_size: int = 0) -> None:
-        """`memo_size`: replies to valid decisions kept for reuse (see cache.Responses)."""
+    def __init__(
+        self,
+        gate: Gate,
+        prefix: str,
+        memo_size: int = 0,
+        max_age: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`memo_size`: replies to valid decisions kept for reuse (see cache.Responses).
+        `max_age`: seconds for which a proxy may cache an allow (0: none may)."""
         self._gate = gate
         self._prefix = prefix.rstrip("/")
         self._allowed = Responses(self._build, memo_size)
+        self._max_age = max_age
+        self._clock = clock
         # A preflight carries no user: Envoy's http_service removes the headers that this one
         # names from the request (others overwrite or drop them themselves; see examples/).
         owned = [h for h in (gate.settings.user_header, gate.settings.claims_header) if h]
-        self._preflight = reply(HTTPStatus.OK, [(ENVOY_REMOVE_HEADER, ", ".join(owned))])
+        self._preflight = reply(HTTPStatus.OK, [(ENVOY_REMOVE_HEADER, ", ".join(owned)), _UNCACHED])
         self._missing = _refused(gate.missing)
         self._unavailable = reply(
             HTTPStatus.SERVICE_UNAVAILABLE,
-            [("retry-after", str(RETRY_AFTER_SECONDS)), _JSON],
+            [("retry-after", str(RETRY_AFTER_SECONDS)), _JSON, _UNCACHED],
             b'{"error":"unavailable","message":"no verification keys are loaded yet"}',
         )
 
@@ -62,8 +79,18 @@ class ForwardAuth:
         if decision is None:
             return self._preflight if verdict is PREFLIGHT else self._missing
         if decision.valid:
-            return self._allowed.get(decision)
+            return self._allowed.get(decision, self._cacheable(decision))
         return _refused(self._gate.refusal(decision))
+
+    def _cacheable(self, decision: Decision) -> str:
+        """The variant of an allow: CACHEABLE when the proxy may keep it for max_age seconds,
+        which must end before the token does."""
+        if not self._max_age:
+            return ""
+        expires = decision.expires_at
+        if expires is not None and expires - self._clock() < self._max_age:
+            return ""
+        return CACHEABLE
 
     def original(self, request: Request) -> tuple[str, str]:
         """The method and request-target of the request the proxy holds."""
@@ -83,9 +110,11 @@ class ForwardAuth:
         """Hot reload: later requests are decided with this validator."""
         self._gate.validator = validator
 
-    def _build(self, decision: Decision, _: str) -> Reply:
+    def _build(self, decision: Decision, variant: str) -> Reply:
+        cache = f"max-age={self._max_age}" if variant == CACHEABLE else NO_STORE
         try:
-            return reply(HTTPStatus.OK, self._gate.upstream_headers(decision).items())
+            headers = [*self._gate.upstream_headers(decision).items(), ("cache-control", cache)]
+            return reply(HTTPStatus.OK, headers)
         except HeaderValueError:
             # A user id with a line break or another control character cannot be one header:
             # refused, rather than cut or re-encoded into someone else's id.
@@ -95,7 +124,7 @@ class ForwardAuth:
 def _refused(refusal: Refusal) -> Reply:
     return reply(
         refusal.status,
-        [("www-authenticate", refusal.www_authenticate), _JSON],
+        [("www-authenticate", refusal.www_authenticate), _JSON, _UNCACHED],
         refusal.body.encode(),
     )
 

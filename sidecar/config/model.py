@@ -61,6 +61,7 @@ class Config:
     http_listen: str | None
     http_api_listen: str | None
     forward_auth_path: str
+    forward_auth_max_age: int
     http_max_connections: int
     http_idle_seconds: int
     tls: TlsFiles | None

@@ -310,6 +310,16 @@ SETTINGS: tuple[Setting, ...] = (
         commands=_SERVE,
     ),
     Setting(
+        "SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS",
+        "HTTP API: let the proxy cache a forward-auth allow this long (`Cache-Control: max-age`,"
+        " never past the token's expiry; refusals are `no-store`); a revoked or reloaded"
+        " decision may then hold this long at the proxy. 0: no caching",
+        parsers.whole(0, 300),
+        "0",
+        "forward_auth_max_age",
+        commands=_SERVE,
+    ),
+    Setting(
         "SIDECAR_HTTP_MAX_CONNECTIONS",
         "HTTP API: open connections per worker; more are closed at once",
         parsers.whole(1, 1 << 20),

@@ -96,12 +96,13 @@ def http_api(
         Gate(forward_decider, config.envoy, config.shape_claim),
         config.forward_auth_path,
         config.cache_size,
+        config.forward_auth_max_age,
     )
     traffic = observe.traffic if observe else Traffic()
     routes = (
         Route(
             "/" + auth_service.NAME,
-            ConnectAuthService(auth, traffic),
+            ConnectAuthService(auth, traffic, config.cache_size),
             subtree=True,
             max_body=limits.max_message_bytes(config.max_token_bytes),
         ),
