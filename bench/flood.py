@@ -78,3 +78,42 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+async def http_crowd(port: int, token: str, idle: int, slow: int) -> dict[str, float]:
+    """`idle` keep-alive connections that each made one forward-auth request, and `slow`
+    clients sending their headers a byte every 100 ms; then how long a new client waits."""
+    request = f"GET /auth HTTP/1.1\r\nhost: b\r\nauthorization: Bearer {token}\r\n\r\n".encode()
+    held: list[asyncio.StreamWriter] = []
+
+    async def one_idle() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await reader.readuntil(b"\r\n\r\n")
+        held.append(writer)
+
+    async def one_slow() -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        held.append(writer)
+        try:
+            for byte in request:
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.1)  # a slow client's pace, not synchronisation
+        except (ConnectionError, OSError):
+            pass  # closed by the server's request timeout, as it should be
+
+    for start in range(0, idle, 200):
+        await asyncio.gather(*(one_idle() for _ in range(min(200, idle - start))))
+    slow_tasks = [asyncio.create_task(one_slow()) for _ in range(slow)]
+    await asyncio.sleep(2)  # let the slow clients get going
+    began = asyncio.get_running_loop().time()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    status = await reader.readuntil(b"\r\n")
+    waited = asyncio.get_running_loop().time() - began
+    writer.close()
+    for task in slow_tasks:
+        task.cancel()
+    for each in held:
+        each.close()
+    return {"new_client_status": float(status.split()[1]), "new_client_ms": waited * 1000}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,6 +110,35 @@ def start_process(
     )
     with _stopping(process):
         yield Server(process, wait_for_file(ready, process))
+
+
+@contextmanager
+def start_listening(
+    argv: Sequence[str], port: int, log: Path, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server that writes no ready file (nginx, Caddy): yields once 127.0.0.1:`port` accepts
+    connections; a bounded poll, failing (with its `log`) if the process exits first."""
+    timeout = 30
+    with log.open("wb") as output:  # the child keeps its own copy
+        process = subprocess.Popen(
+            list(argv),
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+        )
+    with _stopping(process):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    why = log.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{argv[0]} did not listen on {port}: {why}") from None
+                time.sleep(0.02)
+        yield process
 
 
 @contextmanager

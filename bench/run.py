@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/run.py                    # all scenarios, 3 s per point
     .venv/bin/python bench/run.py --smoke            # a few seconds: what CI runs; judges nothing
-    .venv/bin/python bench/run.py --only grpc        # grpc | check | envoy | memory
+    .venv/bin/python bench/run.py --only grpc        # grpc | check | envoy | http | memory ...
     .venv/bin/python bench/run.py --rounds 3         # every scenario 3 times; medians judged
 
 Load generators are real ones, sharing the machine with the servers as a user's would:
 - h2load (Debian's nghttp2-client): Validate with one token, over gRPC framing by hand;
 - ghz (Go module, see bench/tools): Validate cycling through 3000 distinct tokens, and Check;
 - wrk through Envoy: no auth, native jwt_authn, ext_authz to a no-op server, to the sidecar, and
-  to OPA-Envoy running a Rego policy that verifies the same RS256 token.
+  to OPA-Envoy running a Rego policy that verifies the same RS256 token;
+- wrk on the HTTP front: nginx (auth_request), Caddy (forward_auth) and Envoy (http_service) with
+  and without the sidecar, forward auth and Connect Validate called directly; one token (hits)
+  or 3000 (misses, cycled by templates/tokens.lua).
 
 Writes bench/results/results.json, results.md and results.png (with the optional `bench` extra:
 matplotlib). Figures are printed and written, never asserted.
@@ -44,6 +47,7 @@ from harness import (
     cpu_seconds,
     descendants,
     rss_kib,
+    start_listening,
     start_process,
     start_sidecar,
 )
@@ -302,8 +306,17 @@ def ghz(
     )
 
 
-def wrk(port: int, token: str | None, concurrency: int, seconds: float) -> Point:
+def wrk(
+    port: int,
+    token: str | None,
+    concurrency: int,
+    seconds: float,
+    path: str = "/v1/shape",
+    script: dict[str, str] | None = None,
+) -> Point:
+    """`token` in every request; or `script`, the environment of templates/tokens.lua."""
     headers = ("-H", f"Authorization: Bearer {token}") if token else ()
+    lua = ("-s", str(BENCH / "templates" / "tokens.lua")) if script else ()
     out = subprocess.run(
         [
             tool("wrk"),
@@ -317,11 +330,13 @@ def wrk(port: int, token: str | None, concurrency: int, seconds: float) -> Point
                 "--latency",
             ),
             *headers,
-            f"http://127.0.0.1:{port}/v1/shape",
+            *lua,
+            f"http://127.0.0.1:{port}{path}",
         ],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **(script or {})},
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     p50 = re.search(r"\s50%\s+(\S+)", out)
@@ -424,12 +439,16 @@ JWT_AUTHN = (BENCH / "templates" / "jwt_authn.yaml").read_text()
 
 
 @contextmanager
-def envoy(directory: str, filters: str, authz_port: int, workers: int) -> Iterator[int]:
+def envoy(
+    directory: str, filters: str, authz_port: int, workers: int, authz_http_port: int = 1
+) -> Iterator[int]:
     """Envoy with `filters`, answering every request itself (direct_response): what is measured
     is the filter, never an upstream. Yields the listener's port."""
     base_id = os.getpid() * 8 + len(list(Path(directory).glob("envoy-*.yaml")))
     config = Path(directory) / f"envoy-{base_id}.yaml"
-    config.write_text(ENVOY_CONFIG.format(filters=filters, authz_port=authz_port))
+    config.write_text(
+        ENVOY_CONFIG.format(filters=filters, authz_port=authz_port, authz_http_port=authz_http_port)
+    )
     admin = Path(directory) / f"envoy-{base_id}.admin"
     binary = shutil.which("envoy", path=str(Path(sys.executable).parent)) or tool("envoy")
     argv = [binary, "-c", str(config), "--base-id", str(base_id), "--admin-address-path"]
@@ -507,6 +526,69 @@ def _free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+HTTP_SERVICE = (BENCH / "templates" / "http_service.yaml").read_text()
+NGINX_CONFIG = (BENCH / "templates" / "nginx.conf").read_text()
+CADDY_CONFIG = (BENCH / "templates" / "Caddyfile").read_text()
+CADDY_FORWARD_AUTH = (BENCH / "templates" / "caddy_forward_auth.txt").read_text().strip()
+
+
+def _fill(template: str, **values: object) -> str:
+    """The template with each `@NAME@` replaced (nginx's and Caddy's own braces stay)."""
+    for name, value in values.items():
+        template = template.replace(f"@{name.upper()}@", str(value))
+    left = re.findall(r"@[A-Z_]+@", template)
+    assert not left, left
+    return template
+
+
+@contextmanager
+def http_sidecar(directory: str, workers: int, env: dict[str, str], valid: str) -> Iterator[int]:
+    """A sidecar whose HTTP API answers on the yielded port (and accepts `valid`)."""
+    port = _free_port()
+    env = {**env, "SIDECAR_HTTP_API_LISTEN": f"127.0.0.1:{port}"}
+    with sidecar(directory, workers, env, valid):
+        yield port
+
+
+@contextmanager
+def nginx(directory: str, workers: int, auth_port: int | None) -> Iterator[int]:
+    """nginx serving a 2-byte file, behind auth_request to `auth_port` when given."""
+    # nginx's workers run as `nobody` when started as root: they must be able to read the file.
+    os.chmod(directory, 0o755)  # noqa: S103 - a benchmark's temporary directory
+    prefix = Path(directory) / f"nginx-{auth_port}"
+    (prefix / "root" / "v1").mkdir(parents=True, exist_ok=True)
+    (prefix / "root" / "v1" / "shape").write_text("ok")
+    port = _free_port()
+    auth = "auth_request /_auth;" if auth_port else ""
+    config = _fill(
+        NGINX_CONFIG,
+        workers=workers,
+        auth_port=auth_port or 1,
+        port=port,
+        root=prefix / "root",
+        auth=auth,
+    )
+    (prefix / "nginx.conf").write_text(config)
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    argv = [binary, "-p", str(prefix), "-c", "nginx.conf"]
+    with start_listening(argv, port, prefix / "nginx.log"):
+        yield port
+
+
+@contextmanager
+def caddy(directory: str, workers: int, auth_port: int | None) -> Iterator[int]:
+    """Caddy answering `ok` itself, behind forward_auth to `auth_port` when given."""
+    home = Path(directory) / f"caddy-{auth_port}"
+    home.mkdir(exist_ok=True)
+    port = _free_port()
+    auth = _fill(CADDY_FORWARD_AUTH, auth_port=auth_port) if auth_port else ""
+    (home / "Caddyfile").write_text(_fill(CADDY_CONFIG, port=port, auth=auth))
+    argv = [tool("caddy"), "run", "--config", str(home / "Caddyfile"), "--adapter", "caddyfile"]
+    env = {"HOME": str(home), "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}
+    with start_listening(argv, port, home / "caddy.log", {**env, "GOMAXPROCS": str(workers)}):
+        yield port
 
 
 # -- scenarios -----------------------------------------------------------------------------------
@@ -646,6 +728,131 @@ def envoy_scenarios(run: Run, opa: bool) -> None:
         return
     with opa_envoy(d, run.keys) as opa_port, envoy(d, EXT_AUTHZ, opa_port, w) as port:
         run.sweep("Envoy ext_authz to OPA-Envoy RS256", lambda c: wrk(port, token, c, s))
+
+
+def http_scenarios(run: Run) -> None:
+    """The HTTP front: forward auth through nginx, Caddy and Envoy's http_service beside each
+    proxy with no auth (and Envoy's jwt_authn), and Connect Validate; hits and misses."""
+    print("HTTP front (wrk)", flush=True)
+    many = tokens("RS256", run.keys, run.distinct)
+    one = many[0]
+    files = {}
+    for name, listed in (("one", [one]), ("many", many)):
+        files[name] = Path(run.directory) / f"tokens-{name}.txt"
+        files[name].write_text("\n".join(listed) + "\n")
+    lua = {
+        "hits": {"BENCH_TOKENS": str(files["one"])},
+        "misses": {"BENCH_TOKENS": str(files["many"])},
+    }
+    s, d, w = run.seconds, run.directory, run.workers
+    cached = sidecar_env("RS256", run.keys)
+    uncached = sidecar_env("RS256", run.keys, SIDECAR_CACHE_SIZE="0")
+    jwt_filter = JWT_AUTHN.format(jwks=json.dumps(run.keys.jwks))
+    with envoy(d, jwt_filter, 1, w) as port:
+        run.sweep("Envoy jwt_authn RS256", lambda c: wrk(port, one, c, s))
+        run.sweep(
+            "Envoy jwt_authn RS256 misses",
+            lambda c: wrk(port, None, c, s, script=lua["misses"]),
+            f"{run.distinct} tokens",
+        )
+    with nginx(d, w, None) as port:
+        run.sweep("nginx, no auth", lambda c: wrk(port, one, c, s))
+    if available("caddy"):
+        with caddy(d, w, None) as port:
+            run.sweep("Caddy, no auth", lambda c: wrk(port, one, c, s))
+    for label, env in (("hits", cached), ("misses", uncached)):
+        note = "one token, cache on" if label == "hits" else f"{run.distinct} tokens, cache off"
+        script = lua[label]
+        with http_sidecar(d, w, env, one) as api:
+            run.sweep(
+                f"forward auth RS256 {label}, direct",
+                partial(wrk, api, None, seconds=s, path="/auth", script=script),
+                note,
+            )
+            connect = {**script, "BENCH_CONNECT": VALIDATE}
+            run.sweep(
+                f"Connect Validate RS256 {label}",
+                partial(wrk, api, None, seconds=s, path=VALIDATE, script=connect),
+                note + ", JSON, HTTP/1.1 keep-alive",
+            )
+            with nginx(d, w, api) as port:
+                run.sweep(
+                    f"nginx auth_request RS256 {label}",
+                    partial(wrk, port, None, seconds=s, script=script),
+                    note,
+                )
+                if label == "hits":
+                    _half_load(run, "nginx auth_request RS256 hits", port, script)
+            if available("caddy"):
+                with caddy(d, w, api) as port:
+                    run.sweep(
+                        f"Caddy forward_auth RS256 {label}",
+                        partial(wrk, port, None, seconds=s, script=script),
+                        note,
+                    )
+            with envoy(d, HTTP_SERVICE, 1, w, authz_http_port=api) as port:
+                run.sweep(
+                    f"Envoy http_service to sidecar RS256 {label}",
+                    partial(wrk, port, None, seconds=s, script=script),
+                    note,
+                )
+    _crowd(run, one)
+    # The example's proxy_cache, with the sidecar's allows cacheable for 5 s.
+    env = {**cached, "SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS": "5"}
+    with http_sidecar(d, w, env, one) as api, nginx(d, w, api) as port:
+        run.sweep(
+            "nginx auth_request RS256 hits, proxy_cache",
+            partial(wrk, port, None, seconds=s, script=lua["hits"]),
+            "one token, SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS=5",
+        )
+
+
+def _crowd(run: Run, token: str) -> None:
+    """RSS under 2000 idle keep-alive connections and 500 slow clients, and whether a new
+    client is still served."""
+    import asyncio
+
+    from flood import http_crowd
+
+    with http_sidecar(run.directory, run.workers, sidecar_env("RS256", run.keys), token) as api:
+        pids = [p for p in descendants(os.getpid()) if "sidecar" in _cmdline(p)]
+        before = max(rss_kib([pid]) for pid in pids)
+        crowd = asyncio.run(http_crowd(api, token, 2000, 500))
+        peak = max(rss_kib([pid], "VmHWM") for pid in pids)
+        total = rss_kib(pids, "VmHWM")
+    run.results.extra["http_crowd"] = {
+        "processes": len(pids),
+        "largest_rss_before_mb": round(before / 1024, 1),
+        "largest_peak_rss_mb": round(peak / 1024, 1),
+        "peak_rss_all_processes_mb": round(total / 1024, 1),
+        **crowd,
+    }
+    print("  " + json.dumps(run.results.extra["http_crowd"]), flush=True)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _half_load(run: Run, scenario: str, port: int, script: dict[str, str]) -> None:
+    """`scenario` again at about half its peak rate: 16 connections, each pausing between
+    requests for as long as that rate allows (wrk's delay())."""
+    peak = run.results.peak(scenario)
+    if peak is None:
+        return
+    connections = 16
+    pause_ms = 1000 * connections / (peak.rps / 2)
+    paced = {**script, "BENCH_DELAY_MS": f"{pause_ms:.3f}"}
+    run.results.add(
+        measured(
+            f"{scenario} at half load",
+            partial(wrk, port, None, connections, run.seconds, script=paced),
+            f"{connections} connections, {pause_ms:.2f} ms apart, of a {peak.rps:.0f} peak",
+        )
+    )
 
 
 def workers_scenarios(run: Run) -> None:
@@ -815,6 +1022,10 @@ def ratios(results: Results) -> dict[str, str]:
         used = " / ".join(f"{p.cores:.2f}" for p in found if p)
         return f"{used} of {os.cpu_count()} | -" if used else "not measured"
 
+    def p99(scenario: str) -> str:
+        point = _median([p for p in results.points if p.scenario == scenario], lambda p: p.p99_ms)
+        return f"{point.p99_ms:.2f} ms | -" if point else "not measured"
+
     def p99s() -> str:
         def ms(*names: str) -> str:
             found = [
@@ -870,6 +1081,38 @@ def ratios(results: Results) -> dict[str, str]:
         ),
         "ceiling: Envoy ext_authz no-op / OPA-Envoy": ratio(
             "Envoy ext_authz to no-op Check", "Envoy ext_authz to OPA-Envoy RS256"
+        ),
+        "Envoy: http_service sidecar / jwt_authn, hits, target >= 0.6": ratio(
+            "Envoy http_service to sidecar RS256 hits", "Envoy jwt_authn RS256"
+        ),
+        "Envoy: http_service sidecar / jwt_authn, misses, target >= 0.3": ratio(
+            "Envoy http_service to sidecar RS256 misses", "Envoy jwt_authn RS256 misses"
+        ),
+        "nginx: auth_request / no auth, hits (no proxy cache)": ratio(
+            "nginx auth_request RS256 hits", "nginx, no auth"
+        ),
+        "nginx: auth_request with proxy_cache / no auth, hits, target >= 0.4": ratio(
+            "nginx auth_request RS256 hits, proxy_cache", "nginx, no auth"
+        ),
+        "nginx: auth_request / no auth, misses": ratio(
+            "nginx auth_request RS256 misses", "nginx, no auth"
+        ),
+        "Caddy: forward_auth / no auth, hits, target >= 0.4": ratio(
+            "Caddy forward_auth RS256 hits", "Caddy, no auth"
+        ),
+        "Caddy: forward_auth / no auth, misses": ratio(
+            "Caddy forward_auth RS256 misses", "Caddy, no auth"
+        ),
+        "Connect Validate hits / gRPC Validate hits (h2load), target >= 3": ratio(
+            "Connect Validate RS256 hits", "sidecar Validate RS256 hits (h2load)"
+        ),
+        "forward auth hit, server CPU per request, target <= 30 us": (
+            f"- | {cost:.0f} us"
+            if (cost := cpu("forward auth RS256 hits, direct"))
+            else "not measured"
+        ),
+        "p99 at half load through nginx, target < 5 ms": p99(
+            "nginx auth_request RS256 hits at half load"
         ),
         "cores used (servers + load generator), 1 worker / 2 workers, of the machine's": cores(
             "sidecar Validate HS256 hits, 1 worker(s)", "sidecar Validate HS256 hits, 2 worker(s)"
@@ -954,7 +1197,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seconds", type=float, default=3.0, help="per load run")
     parser.add_argument("--levels", default="4,16,64", help="concurrency levels to sweep")
-    parser.add_argument("--only", action="append", help="grpc, check, envoy, workers, memory")
+    parser.add_argument(
+        "--only", action="append", help="grpc, check, envoy, http, workers, latency, memory"
+    )
     parser.add_argument("--out", type=Path, default=BENCH / "results")
     parser.add_argument("--smoke", action="store_true", help="1 s runs at one level; no files")
     parser.add_argument(
@@ -962,8 +1207,8 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.smoke:
-        args.seconds, args.levels, args.only = 1.0, "8", args.only or ["grpc", "check"]
-    everything = ["grpc", "check", "envoy", "workers", "latency", "memory"]
+        args.seconds, args.levels, args.only = 1.0, "8", args.only or ["grpc", "check", "http"]
+    everything = ["grpc", "check", "envoy", "http", "workers", "latency", "memory"]
     chosen = args.only or everything
     results = Results(machine={**machine(args.workers), "rounds": str(args.rounds)})
     print(json.dumps(results.machine, indent=2), flush=True)
