@@ -15,12 +15,19 @@ import pytest
 from support import start_envoy
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "forward-auth"
+TRAEFIK_LISTENER = 'address: "127.0.0.1:10000"'
 UPSTREAM = "127.0.0.1:3000"
 SIDECAR = "127.0.0.1:8081"
 ENVOY_ADMIN = "{ address: 127.0.0.1, port_value: 9901 }"
 ENVOY_LISTENER = "{ address: 127.0.0.1, port_value: 10000 }"
 ELECTRIC_SECRET = "electric-secret-" + "0123456789" * 2
-BINARIES = {"nginx": ("nginx-light", "/usr/sbin/nginx"), "caddy": ("caddy", "/usr/bin/caddy")}
+ROOT = Path(__file__).resolve().parent.parent
+# Each proxy: how to get it, and where it is when it is not on the PATH.
+BINARIES = {
+    "nginx": ("apt-get install nginx-light", "/usr/sbin/nginx"),
+    "caddy": ("apt-get install caddy", "/usr/bin/caddy"),
+    "traefik": ("scripts/build-traefik", str(ROOT / ".tools" / "bin" / "traefik")),
+}
 
 
 def _socket(address: str) -> str:
@@ -59,7 +66,7 @@ def start_nginx(
     """nginx with `config`, and `files` beside it (names relative to its prefix)."""
     nginx = binary("nginx")
     # Started as root, nginx's workers run as `nobody`: they must reach the prefix (for the cache).
-    os.chmod(directory, 0o755)  # noqa: S103 - a test's own temporary directory
+    os.chmod(directory, 0o755)
     prefix = Path(directory) / f"nginx-{os.getpid()}-{time.monotonic_ns()}"
     prefix.mkdir(mode=0o755)
     (prefix / "nginx.conf").write_text(config)
@@ -97,7 +104,7 @@ def binary(kind: str) -> str:
     found = shutil.which(kind) or (fallback if Path(fallback).exists() else None)
     if found is None:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true needs {kind} (apt-get install {package})")
+            pytest.fail(f"CI=true needs {kind} ({package})")
         pytest.skip(f"no {kind} on this machine")
     return found
 
@@ -165,3 +172,29 @@ def stop(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def start_traefik_example(directory: str, port: int, up: str, api: str) -> subprocess.Popen[str]:
+    """examples/forward-auth/traefik.yml (and its dynamic file) on `port`, in front of `up`,
+    asking the sidecar `api`."""
+    home = Path(directory) / "traefik"
+    home.mkdir()
+    static = (EXAMPLES / "traefik.yml").read_text()
+    static = replace_once(static, TRAEFIK_LISTENER, f'address: "127.0.0.1:{port}"', "traefik.yml")
+    dynamic = (EXAMPLES / "traefik-dynamic.yml").read_text()
+    for old, new in (
+        (f"http://{UPSTREAM}", f"http://{up}"),
+        (f"http://{SIDECAR}/", f"http://{api}/"),
+    ):
+        dynamic = replace_once(dynamic, old, new, "traefik-dynamic.yml")
+    (home / "traefik.yml").write_text(static)
+    (home / "traefik-dynamic.yml").write_text(dynamic)
+    with (home / "traefik.log").open("w") as log:
+        return subprocess.Popen(
+            [binary("traefik"), "--configFile=traefik.yml"],
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            text=True,
+        )

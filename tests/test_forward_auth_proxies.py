@@ -1,6 +1,7 @@
-"""End-to-end forward auth: real Envoy (`http_service`), nginx (`auth_request`) and Caddy
-(`forward_auth`) run the files in examples/forward-auth/ with only their ports replaced, in front
-of the upstream echo, and ask a real sidecar process's HTTP API about every request.
+"""End-to-end forward auth: real Envoy (`http_service`), nginx (`auth_request`), Caddy
+(`forward_auth`) and Traefik (`ForwardAuth`) run the files in examples/forward-auth/ with only
+their ports replaced, in front of the upstream echo, and ask a real sidecar process's HTTP API
+about every request.
 
 What reached upstream is what the echo answers; whether anything reached it is read from the
 echo's request counter, asked directly before and after.
@@ -25,6 +26,7 @@ from proxies import (
     start_caddy_example,
     start_envoy_example,
     start_nginx_example,
+    start_traefik_example,
     stop,
 )
 from support import (
@@ -48,7 +50,14 @@ def seq(upstream: Upstream) -> int:
     return int(json.loads(send(upstream.port, "/count")[2])["seq"])
 
 
-@pytest.fixture(scope="module", params=["envoy", "nginx", "caddy"])
+STARTERS = {
+    "nginx": start_nginx_example,
+    "caddy": start_caddy_example,
+    "traefik": start_traefik_example,
+}
+
+
+@pytest.fixture(scope="module", params=["envoy", "nginx", "caddy", "traefik"])
 def proxy(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[tuple[int, Upstream]]:
     """The port of a proxy of each kind, in front of the upstream echo."""
     kind = request.param
@@ -67,8 +76,7 @@ def proxy(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[tuple[
             process = envoy.process
         else:
             port = closed_port()
-            start = start_nginx_example if kind == "nginx" else start_caddy_example
-            process = start(directory, port, up, api)
+            process = STARTERS[kind](directory, port, up, api)
             stack.callback(stop, process)
         answering(port, process)
         yield port, upstream
