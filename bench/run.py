@@ -755,11 +755,16 @@ def http_scenarios(run: Run) -> None:
             lambda c: wrk(port, None, c, s, script=lua["misses"]),
             f"{run.distinct} tokens",
         )
-    with nginx(d, w, None) as port:
-        run.sweep("nginx, no auth", lambda c: wrk(port, one, c, s))
-    if available("caddy"):
-        with caddy(d, w, None) as port:
-            run.sweep("Caddy, no auth", lambda c: wrk(port, one, c, s))
+    with nginx(d, w, None) as noop:
+        run.sweep("nginx, no auth", lambda c: wrk(noop, one, c, s))
+        # Ceilings: each proxy asking a forward-auth server that decides nothing (nginx's return).
+        with envoy(d, HTTP_SERVICE, 1, w, authz_http_port=noop) as port:
+            run.sweep("Envoy http_service to a no-op", lambda c: wrk(port, one, c, s))
+        if available("caddy"):
+            with caddy(d, w, None) as port:
+                run.sweep("Caddy, no auth", lambda c: wrk(port, one, c, s))
+            with caddy(d, w, noop) as port:
+                run.sweep("Caddy forward_auth to a no-op", lambda c: wrk(port, one, c, s))
     for label, env in (("hits", cached), ("misses", uncached)):
         note = "one token, cache on" if label == "hits" else f"{run.distinct} tokens, cache off"
         script = lua[label]
@@ -838,19 +843,21 @@ def _cmdline(pid: int) -> str:
 
 
 def _half_load(run: Run, scenario: str, port: int, script: dict[str, str]) -> None:
-    """`scenario` again at about half its peak rate: 16 connections, each pausing between
-    requests for as long as that rate allows (wrk's delay())."""
+    """`scenario` again at about half its peak rate: connections that each pause PAUSE_MS
+    between requests (wrk's delay(), which counts whole milliseconds), as many as that rate
+    needs."""
     peak = run.results.peak(scenario)
     if peak is None:
         return
-    connections = 16
-    pause_ms = 1000 * connections / (peak.rps / 2)
-    paced = {**script, "BENCH_DELAY_MS": f"{pause_ms:.3f}"}
+    pause_ms = 4
+    # Each request's own time at that rate, about 1 ms here, adds to the pause.
+    connections = max(2, round(peak.rps / 2 * (pause_ms + 1) / 1000))
+    paced = {**script, "BENCH_DELAY_MS": str(pause_ms)}
     run.results.add(
         measured(
             f"{scenario} at half load",
             partial(wrk, port, None, connections, run.seconds, script=paced),
-            f"{connections} connections, {pause_ms:.2f} ms apart, of a {peak.rps:.0f} peak",
+            f"{connections} connections, {pause_ms} ms apart, of a {peak.rps:.0f} peak",
         )
     )
 
@@ -1099,6 +1106,12 @@ def ratios(results: Results) -> dict[str, str]:
         ),
         "Caddy: forward_auth / no auth, hits, target >= 0.4": ratio(
             "Caddy forward_auth RS256 hits", "Caddy, no auth"
+        ),
+        "ceiling: Caddy forward_auth to a no-op / no auth": ratio(
+            "Caddy forward_auth to a no-op", "Caddy, no auth"
+        ),
+        "ceiling: Envoy http_service to a no-op / jwt_authn": ratio(
+            "Envoy http_service to a no-op", "Envoy jwt_authn RS256"
         ),
         "Caddy: forward_auth / no auth, misses": ratio(
             "Caddy forward_auth RS256 misses", "Caddy, no auth"
