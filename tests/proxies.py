@@ -111,57 +111,62 @@ def binary(kind: str) -> str:
 
 def start_envoy_example(directory: str, up: str, api: str) -> tuple[int, Any]:
     """examples/forward-auth/envoy-http-service.yaml; returns its port and the Envoy."""
-    text = (EXAMPLES / "envoy-http-service.yaml").read_text()
-    name = "envoy-http-service.yaml"
-    for old, new in (
+    text = example(
+        "envoy-http-service.yaml",
         (ENVOY_ADMIN, "{ address: 127.0.0.1, port_value: 0 }"),
         (ENVOY_LISTENER, "{ address: 127.0.0.1, port_value: 0 }"),
         (_socket(UPSTREAM), _socket(up)),
         (_socket(SIDECAR), _socket(api)),
-    ):
-        text = replace_once(text, old, new, name)
+    )
     envoy = start_envoy(text, directory, ("--concurrency", "1"))
     return envoy.port, envoy
 
 
+def example(name: str, *replacements: tuple[str, str]) -> str:
+    """examples/forward-auth/`name`, with each (old, new) replaced where `old` is, once."""
+    text = (EXAMPLES / name).read_text()
+    for old, new in replacements:
+        text = replace_once(text, old, new, name)
+    return text
+
+
+def _spawn(argv: list[str], home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`argv` in `home`, its output in `home`/proxy.log (the child keeps its own copy)."""
+    with (home / "proxy.log").open("w") as log:
+        return subprocess.Popen(
+            argv, cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, text=True
+        )
+
+
 def start_nginx_example(directory: str, port: int, up: str, api: str) -> subprocess.Popen[str]:
     """examples/forward-auth/nginx.conf on `port`, in front of `up`, asking the sidecar `api`."""
-    text = (EXAMPLES / "nginx.conf").read_text()
-    for old, new in (
+    text = example(
+        "nginx.conf",
         ("listen 127.0.0.1:10000;", f"listen 127.0.0.1:{port};"),
         (f"server {UPSTREAM};", f"server {up};"),
         (f"server {SIDECAR};", f"server {api};"),
-    ):
-        text = replace_once(text, old, new, "nginx.conf")
+    )
     secret = f'set $electric_secret "{ELECTRIC_SECRET}";\n'
     return start_nginx(text, directory, {"electric-secret.conf": secret})
 
 
 def start_caddy_example(directory: str, port: int, up: str, api: str) -> subprocess.Popen[str]:
     """examples/forward-auth/Caddyfile on `port`, in front of `up`, asking the sidecar `api`."""
-    text = (EXAMPLES / "Caddyfile").read_text()
-    for old, new in (
+    text = example(
+        "Caddyfile",
         ("http://127.0.0.1:10000 {", f"http://127.0.0.1:{port} {{"),
         (f"reverse_proxy {UPSTREAM}", f"reverse_proxy {up}"),
         (f"reverse_proxy {SIDECAR} {{", f"reverse_proxy {api} {{"),
-    ):
-        text = replace_once(text, old, new, "Caddyfile")
+    )
     home = Path(directory) / "caddy"
     home.mkdir()
     (home / "Caddyfile").write_text(text)
     # Caddy keeps state under $HOME (or XDG's dirs): here, not in the user's own.
     env = {**os.environ, "HOME": str(home), "ELECTRIC_SECRET": ELECTRIC_SECRET}
     env.update(XDG_DATA_HOME=str(home), XDG_CONFIG_HOME=str(home))
-    with (home / "caddy.log").open("w") as log:
-        return subprocess.Popen(
-            [binary("caddy"), "run", "--config", "Caddyfile", "--adapter", "caddyfile"],
-            cwd=home,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            text=True,
-        )
+    return _spawn(
+        [binary("caddy"), "run", "--config", "Caddyfile", "--adapter", "caddyfile"], home, env
+    )
 
 
 def stop(process: subprocess.Popen[str]) -> None:
@@ -179,22 +184,12 @@ def start_traefik_example(directory: str, port: int, up: str, api: str) -> subpr
     asking the sidecar `api`."""
     home = Path(directory) / "traefik"
     home.mkdir()
-    static = (EXAMPLES / "traefik.yml").read_text()
-    static = replace_once(static, TRAEFIK_LISTENER, f'address: "127.0.0.1:{port}"', "traefik.yml")
-    dynamic = (EXAMPLES / "traefik-dynamic.yml").read_text()
-    for old, new in (
+    static = example("traefik.yml", (TRAEFIK_LISTENER, f'address: "127.0.0.1:{port}"'))
+    dynamic = example(
+        "traefik-dynamic.yml",
         (f"http://{UPSTREAM}", f"http://{up}"),
         (f"http://{SIDECAR}/", f"http://{api}/"),
-    ):
-        dynamic = replace_once(dynamic, old, new, "traefik-dynamic.yml")
+    )
     (home / "traefik.yml").write_text(static)
     (home / "traefik-dynamic.yml").write_text(dynamic)
-    with (home / "traefik.log").open("w") as log:
-        return subprocess.Popen(
-            [binary("traefik"), "--configFile=traefik.yml"],
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            text=True,
-        )
+    return _spawn([binary("traefik"), "--configFile=traefik.yml"], home)
