@@ -142,9 +142,8 @@ class ConnectAuthService:
 
     def _encode(self, response: Message, content_type: str) -> bytes:
         # Only a valid decision's response is reused by AuthService (see cache.Responses).
-        if not (self._memo_size and isinstance(response, auth_pb2.ValidateResponse)):
-            return _encoded(response, content_type)
-        if not response.valid:
+        reused = isinstance(response, auth_pb2.ValidateResponse) and response.valid
+        if not (self._memo_size and reused):
             return _encoded(response, content_type)
         key = (id(response), content_type)
         entry = self._encoded.get(key)
