@@ -46,6 +46,9 @@ const (
 	// ReasonShapeMismatch: a shape was requested and the token's shape claim does not allow it.
 	// Message: says which field differs, or why the claim or request cannot be read.
 	ReasonShapeMismatch = Reason(authsidecarv1.Reason_REASON_SHAPE_MISMATCH)
+	// ReasonForbidden: the token is valid, but the route of the request does not allow it.
+	// Message: names the route and the unmet requirement, never a claim value.
+	ReasonForbidden = Reason(authsidecarv1.Reason_REASON_FORBIDDEN)
 )
 
 const unknownReasonPrefix = "REASON_UNKNOWN_"

@@ -66,21 +66,29 @@ const (
 	// `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
 	// value existed see an unknown reason on a refusal, which they treat as any other refusal.
 	Reason_REASON_SHAPE_MISMATCH Reason = 9
+	// The token is valid, but the route that the request is on (a `[[routes]]` table of
+	// SIDECAR_CONFIG_FILE, or SIDECAR_DEFAULT_ROUTE=deny when none matches) does not allow it: a
+	// scope, a claim value, the audience or the route's `when` condition is not met. Only decided
+	// when a request is known (Check, forward auth, or ValidateRequest.request). Message: names
+	// the route and the unmet requirement, never a claim value, as in
+	// `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
+	Reason_REASON_FORBIDDEN Reason = 10
 )
 
 // Enum value maps for Reason.
 var (
 	Reason_name = map[int32]string{
-		0: "REASON_UNSPECIFIED",
-		1: "REASON_MALFORMED",
-		2: "REASON_ALGORITHM_MISMATCH",
-		3: "REASON_BAD_SIGNATURE",
-		4: "REASON_EXPIRED",
-		5: "REASON_NOT_YET_VALID",
-		6: "REASON_MISSING_CLAIM",
-		7: "REASON_INVALID_CLAIM",
-		8: "REASON_INVALID_USER_ID",
-		9: "REASON_SHAPE_MISMATCH",
+		0:  "REASON_UNSPECIFIED",
+		1:  "REASON_MALFORMED",
+		2:  "REASON_ALGORITHM_MISMATCH",
+		3:  "REASON_BAD_SIGNATURE",
+		4:  "REASON_EXPIRED",
+		5:  "REASON_NOT_YET_VALID",
+		6:  "REASON_MISSING_CLAIM",
+		7:  "REASON_INVALID_CLAIM",
+		8:  "REASON_INVALID_USER_ID",
+		9:  "REASON_SHAPE_MISMATCH",
+		10: "REASON_FORBIDDEN",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":        0,
@@ -93,6 +101,7 @@ var (
 		"REASON_INVALID_CLAIM":      7,
 		"REASON_INVALID_USER_ID":    8,
 		"REASON_SHAPE_MISMATCH":     9,
+		"REASON_FORBIDDEN":          10,
 	}
 )
 
@@ -133,7 +142,12 @@ type ValidateRequest struct {
 	// claim, a valid token is only accepted if that claim allows exactly this shape; otherwise it
 	// is refused as REASON_SHAPE_MISMATCH. Ignored when SIDECAR_SHAPE_CLAIM is unset. Default:
 	// unset, and the token is decided on alone.
-	Shape         *ShapeRequest `protobuf:"bytes,2,opt,name=shape,proto3" json:"shape,omitempty"`
+	Shape *ShapeRequest `protobuf:"bytes,2,opt,name=shape,proto3" json:"shape,omitempty"`
+	// The HTTP request that the token came with, for the routes of SIDECAR_CONFIG_FILE: when set,
+	// the first route that matches it decides, exactly as for Check and forward auth (an anonymous
+	// route accepts an empty token, with `valid` true and an empty `user_id`). Default: unset, and
+	// the token is decided on alone, as without routes.
+	Request       *HttpRequest `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -182,6 +196,90 @@ func (x *ValidateRequest) GetShape() *ShapeRequest {
 	return nil
 }
 
+func (x *ValidateRequest) GetRequest() *HttpRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+// HttpRequest describes the HTTP request that a sync server holds, as a proxy would send it.
+type HttpRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The method, such as `GET`. Default: empty, which matches only routes with no `methods`.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// The request target: the path, with its query string if any (`/v1/shape?table=items`).
+	// Matched after normalisation; an ambiguous path (`/v1/%2Fshape`) is refused. Default: empty,
+	// read as `/`.
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// The host the request was sent to, with or without a port. Default: empty, which matches
+	// only routes with no `hosts`.
+	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// The request's headers, names in any case. `authorization` and `cookie` are never shown to a
+	// route's `when` condition. Default: none.
+	Headers       map[string]string `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpRequest) Reset() {
+	*x = HttpRequest{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpRequest) ProtoMessage() {}
+
+func (x *HttpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpRequest.ProtoReflect.Descriptor instead.
+func (*HttpRequest) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HttpRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HttpRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HttpRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *HttpRequest) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
 // ShapeRequest is an Electric shape definition, as `GET /v1/shape` carries it in its query string,
 // already decoded. Electric's protocol parameters (offset, handle, live, cursor, ...) do not shape
 // the data and have no field here.
@@ -206,7 +304,7 @@ type ShapeRequest struct {
 
 func (x *ShapeRequest) Reset() {
 	*x = ShapeRequest{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +316,7 @@ func (x *ShapeRequest) String() string {
 func (*ShapeRequest) ProtoMessage() {}
 
 func (x *ShapeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[1]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +329,7 @@ func (x *ShapeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShapeRequest.ProtoReflect.Descriptor instead.
 func (*ShapeRequest) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{1}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ShapeRequest) GetTable() string {
@@ -286,7 +384,7 @@ type ValidateResponse struct {
 
 func (x *ValidateResponse) Reset() {
 	*x = ValidateResponse{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +396,7 @@ func (x *ValidateResponse) String() string {
 func (*ValidateResponse) ProtoMessage() {}
 
 func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[2]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +409,7 @@ func (x *ValidateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateResponse.ProtoReflect.Descriptor instead.
 func (*ValidateResponse) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{2}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ValidateResponse) GetValid() bool {
@@ -376,7 +474,7 @@ type MintRequest struct {
 
 func (x *MintRequest) Reset() {
 	*x = MintRequest{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +486,7 @@ func (x *MintRequest) String() string {
 func (*MintRequest) ProtoMessage() {}
 
 func (x *MintRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[3]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +499,7 @@ func (x *MintRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintRequest.ProtoReflect.Descriptor instead.
 func (*MintRequest) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{3}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *MintRequest) GetUserId() string {
@@ -438,7 +536,7 @@ type MintResponse struct {
 
 func (x *MintResponse) Reset() {
 	*x = MintResponse{}
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -450,7 +548,7 @@ func (x *MintResponse) String() string {
 func (*MintResponse) ProtoMessage() {}
 
 func (x *MintResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_authsidecar_v1_auth_proto_msgTypes[4]
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -463,7 +561,7 @@ func (x *MintResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintResponse.ProtoReflect.Descriptor instead.
 func (*MintResponse) Descriptor() ([]byte, []int) {
-	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{4}
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MintResponse) GetToken() string {
@@ -484,10 +582,19 @@ var File_authsidecar_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x19authsidecar/v1/auth.proto\x12\x0eauthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n" +
+	"\x19authsidecar/v1/auth.proto\x12\x0eauthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n" +
 	"\x0fValidateRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x122\n" +
-	"\x05shape\x18\x02 \x01(\v2\x1c.authsidecar.v1.ShapeRequestR\x05shape\"l\n" +
+	"\x05shape\x18\x02 \x01(\v2\x1c.authsidecar.v1.ShapeRequestR\x05shape\x125\n" +
+	"\arequest\x18\x03 \x01(\v2\x1b.authsidecar.v1.HttpRequestR\arequest\"\xcd\x01\n" +
+	"\vHttpRequest\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12B\n" +
+	"\aheaders\x18\x04 \x03(\v2(.authsidecar.v1.HttpRequest.HeadersEntryR\aheaders\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
 	"\fShapeRequest\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n" +
 	"\x05where\x18\x02 \x01(\tR\x05where\x12\x18\n" +
@@ -508,7 +615,7 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\fMintResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\x88\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\x9e\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10REASON_MALFORMED\x10\x01\x12\x1d\n" +
@@ -519,7 +626,9 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\x14REASON_MISSING_CLAIM\x10\x06\x12\x18\n" +
 	"\x14REASON_INVALID_CLAIM\x10\a\x12\x1a\n" +
 	"\x16REASON_INVALID_USER_ID\x10\b\x12\x19\n" +
-	"\x15REASON_SHAPE_MISMATCH\x10\t2\x9f\x01\n" +
+	"\x15REASON_SHAPE_MISMATCH\x10\t\x12\x14\n" +
+	"\x10REASON_FORBIDDEN\x10\n" +
+	"2\x9f\x01\n" +
 	"\vAuthService\x12M\n" +
 	"\bValidate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12A\n" +
 	"\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3"
@@ -537,35 +646,39 @@ func file_authsidecar_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsidecar_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_authsidecar_v1_auth_proto_goTypes = []any{
 	(Reason)(0),                   // 0: authsidecar.v1.Reason
 	(*ValidateRequest)(nil),       // 1: authsidecar.v1.ValidateRequest
-	(*ShapeRequest)(nil),          // 2: authsidecar.v1.ShapeRequest
-	(*ValidateResponse)(nil),      // 3: authsidecar.v1.ValidateResponse
-	(*MintRequest)(nil),           // 4: authsidecar.v1.MintRequest
-	(*MintResponse)(nil),          // 5: authsidecar.v1.MintResponse
-	(*structpb.Struct)(nil),       // 6: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(*HttpRequest)(nil),           // 2: authsidecar.v1.HttpRequest
+	(*ShapeRequest)(nil),          // 3: authsidecar.v1.ShapeRequest
+	(*ValidateResponse)(nil),      // 4: authsidecar.v1.ValidateResponse
+	(*MintRequest)(nil),           // 5: authsidecar.v1.MintRequest
+	(*MintResponse)(nil),          // 6: authsidecar.v1.MintResponse
+	nil,                           // 7: authsidecar.v1.HttpRequest.HeadersEntry
+	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_authsidecar_v1_auth_proto_depIdxs = []int32{
-	2, // 0: authsidecar.v1.ValidateRequest.shape:type_name -> authsidecar.v1.ShapeRequest
-	6, // 1: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
-	0, // 2: authsidecar.v1.ValidateResponse.reason:type_name -> authsidecar.v1.Reason
-	7, // 3: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6, // 4: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
-	8, // 5: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
-	7, // 6: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1, // 7: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
-	4, // 8: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
-	3, // 9: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
-	5, // 10: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
-	9, // [9:11] is the sub-list for method output_type
-	7, // [7:9] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3,  // 0: authsidecar.v1.ValidateRequest.shape:type_name -> authsidecar.v1.ShapeRequest
+	2,  // 1: authsidecar.v1.ValidateRequest.request:type_name -> authsidecar.v1.HttpRequest
+	7,  // 2: authsidecar.v1.HttpRequest.headers:type_name -> authsidecar.v1.HttpRequest.HeadersEntry
+	8,  // 3: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
+	0,  // 4: authsidecar.v1.ValidateResponse.reason:type_name -> authsidecar.v1.Reason
+	9,  // 5: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 6: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
+	10, // 7: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
+	9,  // 8: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 9: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
+	5,  // 10: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
+	4,  // 11: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
+	6,  // 12: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_authsidecar_v1_auth_proto_init() }
@@ -579,7 +692,7 @@ func file_authsidecar_v1_auth_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsidecar_v1_auth_proto_rawDesc), len(file_authsidecar_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,12 @@ export const Reason = {
    * differs, or why the claim or the request cannot be read.
    */
   SHAPE_MISMATCH: "REASON_SHAPE_MISMATCH",
+  /**
+   * The token is valid, but the route of the request does not allow it (a scope, a claim value,
+   * the audience or the route's condition). Message: names the route and the unmet requirement,
+   * never a claim value.
+   */
+  FORBIDDEN: "REASON_FORBIDDEN",
 } as const;
 
 /** A reason name from the proto, or `REASON_UNKNOWN_<n>` for a value newer than this client. */
@@ -71,6 +77,7 @@ const BY_NUMBER: readonly Reason[] = [
   Reason.INVALID_CLAIM,
   Reason.INVALID_USER_ID,
   Reason.SHAPE_MISMATCH,
+  Reason.FORBIDDEN,
 ];
 
 /** The `Reason` for a wire value of the proto enum; unknown values are kept, not refused. */

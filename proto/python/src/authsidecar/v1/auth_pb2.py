@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61uthsidecar/v1/auth.proto\x12\x0e\x61uthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"[\n\x0fValidateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x32\n\x05shape\x18\x02 \x01(\x0b\x32\x1c.authsidecar.v1.ShapeRequestR\x05shape\"l\n\x0cShapeRequest\x12\x14\n\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n\x05where\x18\x02 \x01(\tR\x05where\x12\x18\n\x07\x63olumns\x18\x03 \x03(\tR\x07\x63olumns\x12\x16\n\x06params\x18\x04 \x03(\tR\x06params\"\xf7\x01\n\x10ValidateResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x06\x63laims\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63laims\x12.\n\x06reason\x18\x04 \x01(\x0e\x32\x16.authsidecar.v1.ReasonR\x06reason\x12\x18\n\x07message\x18\x05 \x01(\tR\x07message\x12\x39\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\"\x84\x01\n\x0bMintRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12/\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63laims\x12+\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"_\n\x0cMintResponse\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x39\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt*\x88\x02\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10REASON_MALFORMED\x10\x01\x12\x1d\n\x19REASON_ALGORITHM_MISMATCH\x10\x02\x12\x18\n\x14REASON_BAD_SIGNATURE\x10\x03\x12\x12\n\x0eREASON_EXPIRED\x10\x04\x12\x18\n\x14REASON_NOT_YET_VALID\x10\x05\x12\x18\n\x14REASON_MISSING_CLAIM\x10\x06\x12\x18\n\x14REASON_INVALID_CLAIM\x10\x07\x12\x1a\n\x16REASON_INVALID_USER_ID\x10\x08\x12\x19\n\x15REASON_SHAPE_MISMATCH\x10\t2\x9f\x01\n\x0b\x41uthService\x12M\n\x08Validate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12\x41\n\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61uthsidecar/v1/auth.proto\x12\x0e\x61uthsidecar.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n\x0fValidateRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x32\n\x05shape\x18\x02 \x01(\x0b\x32\x1c.authsidecar.v1.ShapeRequestR\x05shape\x12\x35\n\x07request\x18\x03 \x01(\x0b\x32\x1b.authsidecar.v1.HttpRequestR\x07request\"\xcd\x01\n\x0bHttpRequest\x12\x16\n\x06method\x18\x01 \x01(\tR\x06method\x12\x12\n\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n\x04host\x18\x03 \x01(\tR\x04host\x12\x42\n\x07headers\x18\x04 \x03(\x0b\x32(.authsidecar.v1.HttpRequest.HeadersEntryR\x07headers\x1a:\n\x0cHeadersEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\"l\n\x0cShapeRequest\x12\x14\n\x05table\x18\x01 \x01(\tR\x05table\x12\x14\n\x05where\x18\x02 \x01(\tR\x05where\x12\x18\n\x07\x63olumns\x18\x03 \x03(\tR\x07\x63olumns\x12\x16\n\x06params\x18\x04 \x03(\tR\x06params\"\xf7\x01\n\x10ValidateResponse\x12\x14\n\x05valid\x18\x01 \x01(\x08R\x05valid\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12/\n\x06\x63laims\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63laims\x12.\n\x06reason\x18\x04 \x01(\x0e\x32\x16.authsidecar.v1.ReasonR\x06reason\x12\x18\n\x07message\x18\x05 \x01(\tR\x07message\x12\x39\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt\"\x84\x01\n\x0bMintRequest\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12/\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x06\x63laims\x12+\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"_\n\x0cMintResponse\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x39\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\texpiresAt*\x9e\x02\n\x06Reason\x12\x16\n\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n\x10REASON_MALFORMED\x10\x01\x12\x1d\n\x19REASON_ALGORITHM_MISMATCH\x10\x02\x12\x18\n\x14REASON_BAD_SIGNATURE\x10\x03\x12\x12\n\x0eREASON_EXPIRED\x10\x04\x12\x18\n\x14REASON_NOT_YET_VALID\x10\x05\x12\x18\n\x14REASON_MISSING_CLAIM\x10\x06\x12\x18\n\x14REASON_INVALID_CLAIM\x10\x07\x12\x1a\n\x16REASON_INVALID_USER_ID\x10\x08\x12\x19\n\x15REASON_SHAPE_MISMATCH\x10\t\x12\x14\n\x10REASON_FORBIDDEN\x10\n2\x9f\x01\n\x0b\x41uthService\x12M\n\x08Validate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12\x41\n\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'authsidecar.v1.auth_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1'
-  _globals['_REASON']._serialized_start=826
-  _globals['_REASON']._serialized_end=1090
-  _globals['_VALIDATEREQUEST']._serialized_start=140
-  _globals['_VALIDATEREQUEST']._serialized_end=231
-  _globals['_SHAPEREQUEST']._serialized_start=233
-  _globals['_SHAPEREQUEST']._serialized_end=341
-  _globals['_VALIDATERESPONSE']._serialized_start=344
-  _globals['_VALIDATERESPONSE']._serialized_end=591
-  _globals['_MINTREQUEST']._serialized_start=594
-  _globals['_MINTREQUEST']._serialized_end=726
-  _globals['_MINTRESPONSE']._serialized_start=728
-  _globals['_MINTRESPONSE']._serialized_end=823
-  _globals['_AUTHSERVICE']._serialized_start=1093
-  _globals['_AUTHSERVICE']._serialized_end=1252
+  _globals['_HTTPREQUEST_HEADERSENTRY']._loaded_options = None
+  _globals['_HTTPREQUEST_HEADERSENTRY']._serialized_options = b'8\001'
+  _globals['_REASON']._serialized_start=1090
+  _globals['_REASON']._serialized_end=1376
+  _globals['_VALIDATEREQUEST']._serialized_start=141
+  _globals['_VALIDATEREQUEST']._serialized_end=287
+  _globals['_HTTPREQUEST']._serialized_start=290
+  _globals['_HTTPREQUEST']._serialized_end=495
+  _globals['_HTTPREQUEST_HEADERSENTRY']._serialized_start=437
+  _globals['_HTTPREQUEST_HEADERSENTRY']._serialized_end=495
+  _globals['_SHAPEREQUEST']._serialized_start=497
+  _globals['_SHAPEREQUEST']._serialized_end=605
+  _globals['_VALIDATERESPONSE']._serialized_start=608
+  _globals['_VALIDATERESPONSE']._serialized_end=855
+  _globals['_MINTREQUEST']._serialized_start=858
+  _globals['_MINTREQUEST']._serialized_end=990
+  _globals['_MINTRESPONSE']._serialized_start=992
+  _globals['_MINTRESPONSE']._serialized_end=1087
+  _globals['_AUTHSERVICE']._serialized_start=1379
+  _globals['_AUTHSERVICE']._serialized_end=1538
 # @@protoc_insertion_point(module_scope)

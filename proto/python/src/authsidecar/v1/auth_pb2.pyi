@@ -72,6 +72,14 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
     value existed see an unknown reason on a refusal, which they treat as any other refusal.
     """
+    REASON_FORBIDDEN: _Reason.ValueType  # 10
+    """The token is valid, but the route that the request is on (a `[[routes]]` table of
+    SIDECAR_CONFIG_FILE, or SIDECAR_DEFAULT_ROUTE=deny when none matches) does not allow it: a
+    scope, a claim value, the audience or the route's `when` condition is not met. Only decided
+    when a request is known (Check, forward auth, or ValidateRequest.request). Message: names
+    the route and the unmet requirement, never a claim value, as in
+    `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason says why a token was refused. The values and their messages are stable API."""
@@ -115,6 +123,14 @@ unreadable (a repeated shaping parameter, say). Message: says which, as in
 `Shape mismatch: the request's "where" is not the "shape" claim's`. Clients built before this
 value existed see an unknown reason on a refusal, which they treat as any other refusal.
 """
+REASON_FORBIDDEN: Reason.ValueType  # 10
+"""The token is valid, but the route that the request is on (a `[[routes]]` table of
+SIDECAR_CONFIG_FILE, or SIDECAR_DEFAULT_ROUTE=deny when none matches) does not allow it: a
+scope, a claim value, the audience or the route's `when` condition is not met. Only decided
+when a request is known (Check, forward auth, or ValidateRequest.request). Message: names
+the route and the unmet requirement, never a claim value, as in
+`route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
+"""
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
 @_typing.final
@@ -125,6 +141,7 @@ class ValidateRequest(_message.Message):
 
     TOKEN_FIELD_NUMBER: _builtins.int
     SHAPE_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     """The JWT in compact form, without any `Bearer ` prefix. An empty token is refused as
     REASON_MALFORMED.
@@ -137,19 +154,91 @@ class ValidateRequest(_message.Message):
         unset, and the token is decided on alone.
         """
 
+    @_builtins.property
+    def request(self) -> Global___HttpRequest:
+        """The HTTP request that the token came with, for the routes of SIDECAR_CONFIG_FILE: when set,
+        the first route that matches it decides, exactly as for Check and forward auth (an anonymous
+        route accepts an empty token, with `valid` true and an empty `user_id`). Default: unset, and
+        the token is decided on alone, as without routes.
+        """
+
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         shape: Global___ShapeRequest | None = ...,
+        request: Global___HttpRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["shape", b"shape"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "shape", b"shape"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["shape", b"shape", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request", b"request", "shape", b"shape", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ValidateRequest: _TypeAlias = ValidateRequest  # noqa: Y015
+
+@_typing.final
+class HttpRequest(_message.Message):
+    """HttpRequest describes the HTTP request that a sync server holds, as a proxy would send it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class HeadersEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    HEADERS_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The method, such as `GET`. Default: empty, which matches only routes with no `methods`."""
+    path: _builtins.str
+    """The request target: the path, with its query string if any (`/v1/shape?table=items`).
+    Matched after normalisation; an ambiguous path (`/v1/%2Fshape`) is refused. Default: empty,
+    read as `/`.
+    """
+    host: _builtins.str
+    """The host the request was sent to, with or without a port. Default: empty, which matches
+    only routes with no `hosts`.
+    """
+    @_builtins.property
+    def headers(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The request's headers, names in any case. `authorization` and `cookie` are never shown to a
+        route's `when` condition. Default: none.
+        """
+
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        path: _builtins.str = ...,
+        host: _builtins.str = ...,
+        headers: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["headers", b"headers", "host", b"host", "method", b"method", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HttpRequest: _TypeAlias = HttpRequest  # noqa: Y015
 
 @_typing.final
 class ShapeRequest(_message.Message):

@@ -26,6 +26,7 @@ class Reason(enum.IntEnum):
     INVALID_CLAIM = auth_pb2.REASON_INVALID_CLAIM
     INVALID_USER_ID = auth_pb2.REASON_INVALID_USER_ID
     SHAPE_MISMATCH = auth_pb2.REASON_SHAPE_MISMATCH
+    FORBIDDEN = auth_pb2.REASON_FORBIDDEN
 
     @property
     def wire(self) -> str:

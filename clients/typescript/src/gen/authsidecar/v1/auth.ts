@@ -82,6 +82,15 @@ export enum Reason {
    * value existed see an unknown reason on a refusal, which they treat as any other refusal.
    */
   REASON_SHAPE_MISMATCH = 9,
+  /**
+   * REASON_FORBIDDEN - The token is valid, but the route that the request is on (a `[[routes]]` table of
+   * SIDECAR_CONFIG_FILE, or SIDECAR_DEFAULT_ROUTE=deny when none matches) does not allow it: a
+   * scope, a claim value, the audience or the route's `when` condition is not met. Only decided
+   * when a request is known (Check, forward auth, or ValidateRequest.request). Message: names
+   * the route and the unmet requirement, never a claim value, as in
+   * `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
+   */
+  REASON_FORBIDDEN = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -117,6 +126,9 @@ export function reasonFromJSON(object: any): Reason {
     case 9:
     case "REASON_SHAPE_MISMATCH":
       return Reason.REASON_SHAPE_MISMATCH;
+    case 10:
+    case "REASON_FORBIDDEN":
+      return Reason.REASON_FORBIDDEN;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -146,6 +158,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_INVALID_USER_ID";
     case Reason.REASON_SHAPE_MISMATCH:
       return "REASON_SHAPE_MISMATCH";
+    case Reason.REASON_FORBIDDEN:
+      return "REASON_FORBIDDEN";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -165,7 +179,43 @@ export interface ValidateRequest {
    * is refused as REASON_SHAPE_MISMATCH. Ignored when SIDECAR_SHAPE_CLAIM is unset. Default:
    * unset, and the token is decided on alone.
    */
-  shape?: ShapeRequest | undefined;
+  shape?:
+    | ShapeRequest
+    | undefined;
+  /**
+   * The HTTP request that the token came with, for the routes of SIDECAR_CONFIG_FILE: when set,
+   * the first route that matches it decides, exactly as for Check and forward auth (an anonymous
+   * route accepts an empty token, with `valid` true and an empty `user_id`). Default: unset, and
+   * the token is decided on alone, as without routes.
+   */
+  request?: HttpRequest | undefined;
+}
+
+/** HttpRequest describes the HTTP request that a sync server holds, as a proxy would send it. */
+export interface HttpRequest {
+  /** The method, such as `GET`. Default: empty, which matches only routes with no `methods`. */
+  method: string;
+  /**
+   * The request target: the path, with its query string if any (`/v1/shape?table=items`).
+   * Matched after normalisation; an ambiguous path (`/v1/%2Fshape`) is refused. Default: empty,
+   * read as `/`.
+   */
+  path: string;
+  /**
+   * The host the request was sent to, with or without a port. Default: empty, which matches
+   * only routes with no `hosts`.
+   */
+  host: string;
+  /**
+   * The request's headers, names in any case. `authorization` and `cookie` are never shown to a
+   * route's `when` condition. Default: none.
+   */
+  headers: { [key: string]: string };
+}
+
+export interface HttpRequest_HeadersEntry {
+  key: string;
+  value: string;
 }
 
 /**
@@ -256,7 +306,7 @@ export interface MintResponse {
 }
 
 function createBaseValidateRequest(): ValidateRequest {
-  return { token: "", shape: undefined };
+  return { token: "", shape: undefined, request: undefined };
 }
 
 export const ValidateRequest: MessageFns<ValidateRequest> = {
@@ -266,6 +316,9 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
     }
     if (message.shape !== undefined) {
       ShapeRequest.encode(message.shape, writer.uint32(18).fork()).join();
+    }
+    if (message.request !== undefined) {
+      HttpRequest.encode(message.request, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -299,6 +352,14 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
             message.shape = ShapeRequest.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.request = HttpRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -315,6 +376,7 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
     return {
       token: isSet(object.token) ? globalThis.String(object.token) : "",
       shape: isSet(object.shape) ? ShapeRequest.fromJSON(object.shape) : undefined,
+      request: isSet(object.request) ? HttpRequest.fromJSON(object.request) : undefined,
     };
   },
 
@@ -325,6 +387,9 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
     }
     if (message.shape !== undefined) {
       obj.shape = ShapeRequest.toJSON(message.shape);
+    }
+    if (message.request !== undefined) {
+      obj.request = HttpRequest.toJSON(message.request);
     }
     return obj;
   },
@@ -338,6 +403,241 @@ export const ValidateRequest: MessageFns<ValidateRequest> = {
     message.shape = (object.shape !== undefined && object.shape !== null)
       ? ShapeRequest.fromPartial(object.shape)
       : undefined;
+    message.request = (object.request !== undefined && object.request !== null)
+      ? HttpRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHttpRequest(): HttpRequest {
+  return { method: "", path: "", host: "", headers: {} };
+}
+
+export const HttpRequest: MessageFns<HttpRequest> = {
+  encode(message: HttpRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.method !== "") {
+      writer.uint32(10).string(message.method);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.host !== "") {
+      writer.uint32(26).string(message.host);
+    }
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      HttpRequest_HeadersEntry.encode({ key: key as any, value }, writer.uint32(34).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.method = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            const entry4 = HttpRequest_HeadersEntry.decode(reader, reader.uint32());
+            if (entry4.value !== undefined) {
+              message.headers[entry4.key] = entry4.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpRequest {
+    return {
+      method: isSet(object.method) ? globalThis.String(object.method) : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      headers: isObject(object.headers)
+        ? (globalThis.Object.entries(object.headers) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: HttpRequest): unknown {
+    const obj: any = {};
+    if (message.method !== "") {
+      obj.method = message.method;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.headers) {
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
+      if (entries.length > 0) {
+        obj.headers = {};
+        entries.forEach(([k, v]) => {
+          obj.headers[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpRequest>, I>>(base?: I): HttpRequest {
+    return HttpRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpRequest>, I>>(object: I): HttpRequest {
+    const message = createBaseHttpRequest();
+    message.method = object.method ?? "";
+    message.path = object.path ?? "";
+    message.host = object.host ?? "";
+    message.headers = (globalThis.Object.entries(object.headers ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseHttpRequest_HeadersEntry(): HttpRequest_HeadersEntry {
+  return { key: "", value: "" };
+}
+
+export const HttpRequest_HeadersEntry: MessageFns<HttpRequest_HeadersEntry> = {
+  encode(message: HttpRequest_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpRequest_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpRequest_HeadersEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpRequest_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HttpRequest_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpRequest_HeadersEntry>, I>>(base?: I): HttpRequest_HeadersEntry {
+    return HttpRequest_HeadersEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpRequest_HeadersEntry>, I>>(object: I): HttpRequest_HeadersEntry {
+    const message = createBaseHttpRequest_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
