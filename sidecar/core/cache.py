@@ -37,7 +37,8 @@ DIGEST_BYTES = 16
 class Decider(Protocol):
     """What the adapters call: the Validator, or a cache in front of one."""
 
-    def decide(self, token: str) -> Decision: ...
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
+        """`issuer_audience=False`: the issuer's `aud` is not checked (a route checks its own)."""
 
 
 class CachingValidator:
@@ -75,8 +76,10 @@ class CachingValidator:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def decide(self, token: str) -> Decision:
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         key = hashlib.blake2b(token.encode(), digest_size=DIGEST_BYTES).digest()
+        if not issuer_audience:  # a more lenient decision: never the answer to a strict one
+            key += b"\0"
         now = self._clock()
         if self._epoch is not None and (epoch := self._epoch()) != self._seen:
             self._entries.clear()
@@ -90,7 +93,7 @@ class CachingValidator:
                 return decision
             del self._entries[key]
         self._miss()
-        decision = self._validator.decide(token)
+        decision = self._validator.decide(token, issuer_audience)
         if decision.valid:
             until = now + self._max_ttl
             if decision.expires_at is not None:

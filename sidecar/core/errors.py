@@ -96,6 +96,28 @@ class ClientSecret(ShapeMismatch):
     message = "the request carries Electric's secret, which only the proxy sets"
 
 
+class Forbidden(TokenError):
+    """A valid token that the request's route does not allow (core/rules.py). `scopes`: the
+    scopes that would allow it, for RFC 6750's `insufficient_scope`; empty when no scope would."""
+
+    reason = Reason.FORBIDDEN
+    message = "Forbidden"
+
+    def __init__(self, message: str, scopes: tuple[str, ...] | list[str] = ()) -> None:
+        self.scopes = tuple(scopes)
+        super().__init__(message)
+
+
+class UnsendableClaim(TokenError):
+    """A claim that SIDECAR_CLAIM_HEADERS sends upstream has a value no header can carry
+    whole (an object, a line break, a comma inside an array's element): refused, never cut."""
+
+    reason = Reason.INVALID_CLAIM
+
+    def __init__(self, claim: str) -> None:
+        super().__init__(f'The "{claim}" claim cannot be sent upstream as a header')
+
+
 class KeysUnavailable(SidecarError):
     """No verification keys are loaded yet: no decision is possible, so adapters answer
     UNAVAILABLE (and Envoy fails closed) rather than refusing a token that may be good."""

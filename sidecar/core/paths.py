@@ -11,6 +11,7 @@ encoded, as a router that decodes after splitting sees them.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from sidecar.core.errors import AmbiguousPath
@@ -22,8 +23,11 @@ _AMBIGUOUS_BYTES = frozenset((0x2F, 0x5C, 0x25, 0x7F, *range(0x20)))
 _AMBIGUOUS_TEXT = re.compile(r"[\\;\x00-\x1f\x7f]|%(?![0-9A-Fa-f]{2})")
 
 
+@functools.lru_cache(maxsize=512)
 def segments(path: str) -> tuple[str, ...]:
-    """The segments that `path` (no query) routes by; raises AmbiguousPath."""
+    """The segments that `path` (no query) routes by; raises AmbiguousPath. Memoised: a sync
+    server's clients ask for a handful of paths, and routes, `request.path` and the shape check
+    read the same one (an ambiguous path raises each time: exceptions are not kept)."""
     if not path.startswith("/"):
         raise AmbiguousPath("the request path does not start with /")
     if _AMBIGUOUS_TEXT.search(path):

@@ -20,7 +20,7 @@ class IssuerRouter:
         self._validators = dict(validators)
         self._max_length = max_token_bytes
 
-    def decide(self, token: str) -> Decision:
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         """Never raises for a TokenError; KeysUnavailable passes up, as from a Validator."""
         try:
             parsed = jws.parse(token, self._max_length)
@@ -30,6 +30,6 @@ class IssuerRouter:
             validator = self._validators.get(iss) if isinstance(iss, str) else None
             if validator is None:
                 raise InvalidClaim("iss", iss)
-            return validator.check_parsed(parsed)
+            return validator.check_parsed(parsed, issuer_audience)
         except TokenError as error:
             return Decision.refused(error)

@@ -35,6 +35,8 @@ class Decision:
     reason: Reason = Reason.UNSPECIFIED
     message: str = ""
     expires_at: float | None = None
+    namespace: str | None = None
+    """Where the issuer reads its user: the root of claim paths (routes, claim headers)."""
 
     @classmethod
     def refused(cls, error: TokenError) -> Decision:
@@ -70,21 +72,22 @@ class Validator:
         self._verifier = verifier
         self._clock = clock
 
-    def decide(self, token: str) -> Decision:
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         """Never raises for any token: every refusal is a `Decision` with a reason.
+        `issuer_audience=False` leaves out the policy's `aud`: a route checks its own instead.
 
         Raises KeysUnavailable when the verifier has no keys yet: no decision is possible.
         """
         try:
-            return self.check(token)
+            return self.check(token, issuer_audience)
         except TokenError as error:
             return Decision.refused(error)
 
-    def check(self, token: str) -> Decision:
+    def check(self, token: str, issuer_audience: bool = True) -> Decision:
         """Like `decide`, but raises the `TokenError` of the first rule that fails."""
-        return self.check_parsed(jws.parse(token, self._policy.max_token_bytes))
+        return self.check_parsed(jws.parse(token, self._policy.max_token_bytes), issuer_audience)
 
-    def check_parsed(self, parsed: jws.Token) -> Decision:
+    def check_parsed(self, parsed: jws.Token, issuer_audience: bool = True) -> Decision:
         """`check` for a token already parsed (by the issuer router)."""
         policy = self._policy
         verifier = self._verifier
@@ -103,7 +106,8 @@ class Validator:
         # Electric compares whole seconds (Joken.current_time/0); so do we, for exact boundaries.
         rules.check_times(claims, int(self._clock()), policy.skew)
         rules.check_issuer(claims, policy.iss)
-        rules.check_audience(claims, policy.aud)
+        if issuer_audience:
+            rules.check_audience(claims, policy.aud)
         user = rules.find_user(claims, policy.namespace)
         exp = claims.get("exp")
         return Decision(
@@ -111,6 +115,7 @@ class Validator:
             user_id=user,
             claims=claims,
             expires_at=float(exp) if exp is not None else None,
+            namespace=policy.namespace,
         )
 
 
