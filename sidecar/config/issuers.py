@@ -1,4 +1,4 @@
-"""Several trusted issuers, from the TOML file that SIDECAR_CONFIG_FILE names.
+"""Several trusted issuers, from the `[[issuers]]` tables of SIDECAR_CONFIG_FILE's TOML file.
 
 Each `[[issuers]]` table takes the issuer settings of the environment without their `AUTH_JWT_`
 prefix (`iss`, `alg`, one key source, `aud`, `namespace`, the signing key) plus `mint = true` on
@@ -8,10 +8,8 @@ rest of the environment applies to all), so that each rule and message exists on
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sidecar.core.errors import ConfigError
@@ -40,9 +38,14 @@ LoadOne = Callable[[Mapping[str, str], Mapping[str, str | None]], "Config"]
 
 
 def load(
-    path: str, env: Mapping[str, str], flags: Mapping[str, str | None], load_one: LoadOne
+    path: str,
+    tables: Any,
+    env: Mapping[str, str],
+    flags: Mapping[str, str | None],
+    load_one: LoadOne,
 ) -> Config:
-    """The configuration of every issuer in the file; the result is the one Mint signs as.
+    """The configuration of every issuer in the file's `issuers` (`tables`); the result is the
+    one Mint signs as.
 
     Raises ConfigError with one line per problem.
     """
@@ -51,7 +54,9 @@ def load(
         for name in ISSUER_VARIABLES
         if flags.get(name) or env.get(name)
     ]
-    tables = _read(path, problems)
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
+        problems.append(f"{CONFIG_FILE}: {path}: issuers must be [[issuers]] tables")
+        raise ConfigError(problems)
     base_env = {k: v for k, v in env.items() if k not in ISSUER_VARIABLES and k != CONFIG_FILE}
     base_flags = {k: v for k, v in flags.items() if k not in ISSUER_VARIABLES and k != CONFIG_FILE}
     loaded: list[Config] = []
@@ -91,26 +96,6 @@ def load(
     signer = mint or replace(loaded[0], signer=None)
     files = dict.fromkeys([path, *(f for c in loaded for f in c.files)])
     return replace(signer, issuers=tuple(loaded), files=tuple(files))
-
-
-def _read(path: str, problems: list[str]) -> list[Any]:
-    try:
-        with Path(path).open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as error:
-        problems.append(f"{CONFIG_FILE}: cannot read {path}: {error.strerror}")
-        return []
-    except tomllib.TOMLDecodeError as error:
-        problems.append(f"{CONFIG_FILE}: {path} is not valid TOML: {error}")
-        return []
-    for key in document:
-        if key != "issuers":
-            problems.append(f"{CONFIG_FILE}: unknown key {key!r}; only [[issuers]] tables")
-    tables = document.get("issuers")
-    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
-        problems.append(f"{CONFIG_FILE}: {path} needs at least one [[issuers]] table")
-        return []
-    return tables
 
 
 def _table(table: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, str]:

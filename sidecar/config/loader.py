@@ -7,15 +7,18 @@ key source, the keys and the algorithm, the mint secret, TLS, the mode).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sidecar.config import issuers, parsers
+from sidecar.config import file, issuers, parsers, routes
 from sidecar.config.model import Config, EnvoyConfig
-from sidecar.config.settings import KEY_SOURCES, SETTINGS, Setting
+from sidecar.config.setting import Setting
+from sidecar.config.settings import KEY_SOURCES, SETTINGS
 from sidecar.core.crypto import Signer, Verifier
 from sidecar.core.errors import ConfigError
 from sidecar.core.policy import Mode
+from sidecar.core.rules import DefaultRoute
 from sidecar.keys import algorithms, jwks, tls
 from sidecar.keys.fetch import FetchSettings, Remote, url_problem
 from sidecar.keys.tls import TlsFiles
@@ -25,9 +28,37 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
     """Builds a `Config` from variables and flags (keyed by variable name); or ConfigError."""
     flags = flags or {}
     path = flags.get(issuers.CONFIG_FILE) or env.get(issuers.CONFIG_FILE)
-    mode = flags.get("AUTH_MODE") or env.get("AUTH_MODE")
-    if path and mode != Mode.INSECURE:  # insecure mode refuses it with the other secure settings
-        return issuers.load(path, env, flags, load)
+    if not path:
+        return _Loader(env, flags).load()
+    problems: list[str] = []
+    document = file.read(path, problems)
+    insecure = (flags.get("AUTH_MODE") or env.get("AUTH_MODE")) == Mode.INSECURE
+    config: Config | None = None
+    try:
+        if "issuers" in document and not insecure:
+            config = issuers.load(path, document["issuers"], env, flags, _load_one)
+        else:
+            config = _Loader(env, flags).load()
+    except ConfigError as error:
+        problems += error.problems
+    if "issuers" in document and insecure:
+        # Electric's safety net, as for every secure-mode setting.
+        problems.append(
+            f"{issuers.CONFIG_FILE}: is set, but AUTH_MODE=insecure does not use its [[issuers]]"
+            " tables. Did you forget to set AUTH_MODE=secure?"
+        )
+    default, dry_run = (
+        (config.default_route, config.dry_run) if config else (DefaultRoute.AUTHENTICATED, False)
+    )
+    table = routes.build(document.get("routes"), default, dry_run, problems)
+    if problems or config is None:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    files = dict.fromkeys([path, *config.files])
+    return replace(config, routes=table, files=tuple(files))
+
+
+def _load_one(env: Mapping[str, str], flags: Mapping[str, str | None]) -> Config:
+    """One issuer's Config, as if the environment alone described it."""
     return _Loader(env, flags).load()
 
 

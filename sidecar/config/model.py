@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from sidecar.core.crypto import Signer, Verifier
 from sidecar.core.policy import MintPolicy, Mode, Policy
+from sidecar.core.rules import NO_ROUTES, DefaultRoute, Routes
 from sidecar.keys import jwks
 from sidecar.keys.fetch import FetchSettings, Remote
 from sidecar.keys.tls import TlsFiles
@@ -29,6 +30,9 @@ class EnvoyConfig:
     realm: str
     allow_preflight: bool
     shape_path: str
+    token_cookie: str | None = None
+    # SIDECAR_CLAIM_HEADERS: (claim path, header name), in order.
+    claim_headers: tuple[tuple[tuple[str, ...], str], ...] | None = None
     electric_secret: str | None = field(default=None, repr=False)
 
 
@@ -66,6 +70,8 @@ class Config:
     http_idle_seconds: int
     tls: TlsFiles | None
     shape_claim: str | None
+    default_route: DefaultRoute
+    dry_run: bool
     envoy: EnvoyConfig
     reload_seconds: int
     fetch: FetchSettings
@@ -81,6 +87,8 @@ class Config:
     issuers: tuple[Config, ...] = ()
     # The files this configuration was read from; hot reload watches them.
     files: tuple[str, ...] = ()
+    # SIDECAR_CONFIG_FILE's [[routes]], and the default route: what each request needs.
+    routes: Routes = NO_ROUTES
 
     @property
     def policy(self) -> Policy:
@@ -124,6 +132,7 @@ class Config:
             *([f"http={self.http_listen}"] if self.http_listen else []),
             *([f"http_api={self.http_api_listen}"] if self.http_api_listen else []),
             f"namespace={self.namespace or '-'}",
+            *([f"routes={len(self.routes.routes)}"] if self.routes.routes else []),
         ]
         if self.mode is Mode.SECURE:
             parts += [

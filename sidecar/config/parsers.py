@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from sidecar.core.policy import Mode
+from sidecar.core.rules import DefaultRoute
 from sidecar.keys import algorithms
 
 EVENT_LOOPS: Final = ("auto", "asyncio", "uvloop")
@@ -29,6 +30,7 @@ MINT_SECRET_MIN_BYTES = 32
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _OWNED_HEADERS = ("authorization", "host", "content-length", "transfer-encoding")
 # RFC 3986 §2.3 unreserved: a secret that goes into a query string as it is, with no encoding
 # for Envoy, a proxy or Electric to disagree on.
@@ -111,6 +113,27 @@ def header(raw: str) -> str:
     return lowered
 
 
+def cookie(raw: str) -> str:
+    """A cookie name: an RFC 6265 token, compared case-sensitively."""
+    if not _TOKEN.fullmatch(raw):
+        raise Invalid(f'must be a cookie name (an RFC 6265 token), not "{raw}"')
+    return raw
+
+
+def claim_headers(raw: str) -> tuple[tuple[tuple[str, ...], str], ...]:
+    """`org_id=x-org-id, realm_access.roles=x-roles`: dotted claim paths to header names."""
+    pairs: list[tuple[tuple[str, ...], str]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        claim, equals, name = (piece.strip() for piece in item.partition("="))
+        if not item or not equals or not claim or not all(claim.split(".")):
+            raise Invalid(f'must be claim=header pairs such as "org_id=x-org-id", not "{item}"')
+        header_name = header(name)
+        if header_name in (h for _, h in pairs):
+            raise Invalid(f'names the header "{header_name}" twice')
+        pairs.append((tuple(claim.split(".")), header_name))
+    return tuple(pairs)
+
+
 def realm(raw: str) -> str:
     if not _REALM.fullmatch(raw):
         raise Invalid("must be printable ASCII without quotes or backslashes")
@@ -134,6 +157,11 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         return choice
 
     return parse
+
+
+def default_route(raw: str) -> DefaultRoute:
+    """SIDECAR_DEFAULT_ROUTE, as the enum that core/rules.py compares by identity."""
+    return DefaultRoute(one_of(tuple(DefaultRoute))(raw))
 
 
 def _host_port(raw: str, forms: str) -> str:

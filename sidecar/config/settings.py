@@ -7,49 +7,18 @@ row); the rules that join several settings live in the loader.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sidecar.config import issuers, parsers
+from sidecar.config.setting import (
+    SERVE,
+    SERVE_MINT,
+    SERVE_ONLY,
+    SERVE_VALIDATE,
+    VALIDATE,
+    Setting,
+)
 from sidecar.core.policy import Mode
+from sidecar.core.rules import DefaultRoute
 from sidecar.keys import tls
-
-# The subcommands a setting can affect: its flag is offered on these only.
-SERVE = "serve"
-MINT = "mint"
-VALIDATE = "validate"
-_ALL = frozenset((SERVE, MINT, VALIDATE))
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One configuration variable. Its flag is the variable's name without its prefix.
-
-    `parse` turns its text into a value; `None` marks a `<NAME>_FILE` row, read by its secret's
-    row. `field` is where the value lands in `Config` (`envoy.x` in `EnvoyConfig`); `None` means
-    a cross-field rule uses it. A `secret` is read from its variable or from `<NAME>_FILE`.
-    `missing` is the problem when a secure-mode setting is left unset. `commands` are the
-    subcommands it affects, which offer its flag.
-    """
-
-    env: str
-    help: str
-    parse: parsers.Parser | None
-    default: str | None = None
-    field: str | None = None
-    secure_only: bool = False
-    secret: bool = False
-    missing: str | None = None
-    commands: frozenset[str] = _ALL
-
-    @property
-    def flag(self) -> str:
-        name = self.env.removeprefix("AUTH_").removeprefix("SIDECAR_")
-        return "--" + name.lower().replace("_", "-")
-
-
-_SERVE = frozenset((SERVE,))
-_SERVE_MINT = frozenset((SERVE, MINT))
-_SERVE_VALIDATE = frozenset((SERVE, VALIDATE))
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -102,10 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         issuers.CONFIG_FILE,
-        "secure: a TOML file with one [[issuers]] table per trusted issuer, instead of the "
-        "AUTH_JWT_ variables",
+        "a TOML file: secure mode's [[issuers]] tables, one per trusted issuer, instead of the "
+        "AUTH_JWT_ variables; and [[routes]] tables, what a token needs on each route",
         parsers.text,
-        secure_only=True,
     ),
     Setting(
         "AUTH_JWT_NAMESPACE",
@@ -133,14 +101,14 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.text,
         secure_only=True,
         secret=True,
-        commands=_SERVE_MINT,
+        commands=SERVE_MINT,
     ),
     Setting(
         "AUTH_JWT_SIGNING_KEY_FILE",
         "secure: read AUTH_JWT_SIGNING_KEY from this file instead",
         None,
         secure_only=True,
-        commands=_SERVE_MINT,
+        commands=SERVE_MINT,
     ),
     Setting(
         "SIDECAR_MINT_SECRET",
@@ -149,14 +117,14 @@ SETTINGS: tuple[Setting, ...] = (
         field="mint_secret",
         secure_only=True,
         secret=True,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_MINT_SECRET_FILE",
         "secure: read SIDECAR_MINT_SECRET from this file instead",
         None,
         secure_only=True,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_MINT_MAX_TTL_SECONDS",
@@ -164,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 366 * 86400),
         "86400",
         "mint_max_ttl",
-        commands=_SERVE_MINT,
+        commands=SERVE_MINT,
     ),
     Setting(
         "SIDECAR_LISTEN",
@@ -172,32 +140,32 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.listen,
         "127.0.0.1:50051",
         "listen",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         tls.CERT_FILE,
         "PEM certificate chain: serve TLS (with SIDECAR_TLS_KEY_FILE); re-read when it changes",
         parsers.text,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         tls.KEY_FILE,
         "PEM private key of SIDECAR_TLS_CERT_FILE (unencrypted)",
         parsers.text,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         tls.CLIENT_CA_FILE,
         "PEM CA certificates: require client certificates they sign (mTLS)",
         parsers.text,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_READY_FILE",
         "once serving, write the bound address (as SIDECAR_LISTEN takes it) to this file",
         parsers.text,
         field="ready_file",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_CLOCK_SKEW_SECONDS",
@@ -220,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 1_000_000),
         "1000",
         "max_concurrent_rpcs",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_GRACE_SECONDS",
@@ -228,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.seconds(0, 3600),
         "5",
         "grace_seconds",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_WORKERS",
@@ -236,7 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.workers,
         "auto",
         "workers",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_CACHE_SIZE",
@@ -244,7 +212,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(0, 10_000_000),
         "10000",
         "cache_size",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_CACHE_MAX_TTL_SECONDS",
@@ -252,7 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 86400),
         "300",
         "cache_max_ttl",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_EVENT_LOOP",
@@ -260,7 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.event_loop,
         "auto",
         "event_loop",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_LOG_LEVEL",
@@ -268,7 +236,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.one_of(parsers.LOG_LEVELS),
         "info",
         "log_level",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_LOG_FORMAT",
@@ -276,7 +244,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.one_of(parsers.LOG_FORMATS),
         "text",
         "log_format",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_DECISION_LOG",
@@ -284,14 +252,14 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.boolean,
         "false",
         "decision_log",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_HTTP_LISTEN",
         "`host:port` for /metrics, /healthz, /readyz and /.well-known/jwks.json (off when unset)",
         parsers.http_listen,
         field="http_listen",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_HTTP_API_LISTEN",
@@ -299,7 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
         " (off when unset)",
         parsers.listen,
         field="http_api_listen",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_FORWARD_AUTH_PATH",
@@ -307,7 +275,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.path,
         "/auth",
         "forward_auth_path",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_FORWARD_AUTH_MAX_AGE_SECONDS",
@@ -317,7 +285,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(0, 300),
         "0",
         "forward_auth_max_age",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_HTTP_MAX_CONNECTIONS",
@@ -325,7 +293,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 1 << 20),
         "10000",
         "http_max_connections",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_HTTP_IDLE_SECONDS",
@@ -334,7 +302,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 86400),
         "120",
         "http_idle_seconds",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_RELOAD_SECONDS",
@@ -342,7 +310,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(0, 86400),
         "10",
         "reload_seconds",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_JWKS_REFRESH_SECONDS",
@@ -350,7 +318,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 86400),
         "300",
         "fetch.refresh",
-        commands=_SERVE_VALIDATE,
+        commands=SERVE_VALIDATE,
     ),
     Setting(
         "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
@@ -359,7 +327,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 3600),
         "10",
         "fetch.min_refresh",
-        commands=_SERVE_VALIDATE,
+        commands=SERVE_VALIDATE,
     ),
     Setting(
         "SIDECAR_JWKS_TIMEOUT_SECONDS",
@@ -367,7 +335,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1, 300),
         "5",
         "fetch.timeout",
-        commands=_SERVE_VALIDATE,
+        commands=SERVE_VALIDATE,
     ),
     Setting(
         "SIDECAR_JWKS_MAX_BYTES",
@@ -375,14 +343,14 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.whole(1024, 16 << 20),
         "262144",
         "fetch.max_bytes",
-        commands=_SERVE_VALIDATE,
+        commands=SERVE_VALIDATE,
     ),
     Setting(
         "SIDECAR_JWKS_CA_FILE",
         "JWKS URL/OIDC: trust these PEM CAs instead of the system's",
         parsers.ca_file,
         field="fetch.ca_file",
-        commands=_SERVE_VALIDATE,
+        commands=SERVE_VALIDATE,
     ),
     Setting(
         "SIDECAR_JWKS_ALLOW_HTTP",
@@ -396,14 +364,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Envoy: also read the token from this header",
         parsers.header,
         field="envoy.token_header",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_TOKEN_PARAM",
         "Envoy: also read the token from this query parameter",
         parsers.text,
         field="envoy.token_param",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_USER_HEADER",
@@ -411,14 +379,14 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.header,
         "x-user-id",
         "envoy.user_header",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_CLAIMS_HEADER",
         "Envoy: header set to the claims, base64url JSON",
         parsers.header,
         field="envoy.claims_header",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_STRIP_TOKEN",
@@ -426,7 +394,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.boolean,
         "false",
         "envoy.strip_token",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_REALM",
@@ -434,7 +402,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.realm,
         "auth-sidecar",
         "envoy.realm",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ENVOY_ALLOW_PREFLIGHT",
@@ -442,7 +410,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.boolean,
         "true",
         "envoy.allow_preflight",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ELECTRIC_SECRET",
@@ -452,20 +420,52 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.electric_secret,
         field="envoy.electric_secret",
         secret=True,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_ELECTRIC_SECRET_FILE",
         "read SIDECAR_ELECTRIC_SECRET from this file instead",
         None,
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_SHAPE_CLAIM",
         "the claim naming the one Electric shape a token may sync",
         parsers.text,
         field="shape_claim",
-        commands=_SERVE_MINT,
+        commands=SERVE_MINT,
+    ),
+    Setting(
+        "SIDECAR_DEFAULT_ROUTE",
+        "a request that matches no [[routes]] table needs `authenticated`: a valid token; or "
+        "is refused (`deny`, 403)",
+        parsers.default_route,
+        DefaultRoute.AUTHENTICATED.value,
+        "default_route",
+        commands=SERVE_ONLY,
+    ),
+    Setting(
+        "SIDECAR_DRY_RUN",
+        "every route, the default's `deny` included, only logs and counts what it would refuse",
+        parsers.boolean,
+        "false",
+        "dry_run",
+        commands=SERVE_ONLY,
+    ),
+    Setting(
+        "SIDECAR_TOKEN_COOKIE",
+        "Envoy and forward auth: read the token from this cookie when Authorization has none",
+        parsers.cookie,
+        field="envoy.token_cookie",
+        commands=SERVE_ONLY,
+    ),
+    Setting(
+        "SIDECAR_CLAIM_HEADERS",
+        "Envoy and forward auth: claims sent upstream as headers, `org_id=x-org-id, "
+        "realm_access.roles=x-roles` (arrays joined with `,`); also Check's dynamic metadata",
+        parsers.claim_headers,
+        field="envoy.claim_headers",
+        commands=SERVE_ONLY,
     ),
     Setting(
         "SIDECAR_SHAPE_PATH",
@@ -473,7 +473,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.path,
         "/v1/shape",
         "envoy.shape_path",
-        commands=_SERVE,
+        commands=SERVE_ONLY,
     ),
 )
 
