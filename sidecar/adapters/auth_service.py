@@ -11,10 +11,12 @@ import grpc
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from authsidecar.v1.structs import from_struct
 from sidecar.adapters import rpc
+from sidecar.adapters.gate import PASSED, Gate
 from sidecar.core import shape
 from sidecar.core.cache import Decider, Responses
 from sidecar.core.errors import (
     KeysUnavailable,
+    MalformedToken,
     MintDisabled,
     MintError,
     MintInvalidArgument,
@@ -22,6 +24,7 @@ from sidecar.core.errors import (
     MintUnauthenticated,
 )
 from sidecar.core.minter import Minter
+from sidecar.core.rules import HIDDEN_HEADERS
 from sidecar.core.validator import Decision
 from sidecar.observe.traffic import Traffic
 
@@ -48,26 +51,36 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         minter: Minter,
         memo_size: int = 0,
         shape_claim: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """`memo_size`: how many responses to valid decisions to keep for reuse (see
         cache.Responses); worth it only behind a cache, which returns the same decision again.
-        `shape_claim`: the claim a request's `shape` is matched against (None: off)."""
-        # One reference, so that a reload swaps both at once (see `swap`).
-        self._current = (validator, minter)
+        `shape_claim`: the claim a request's `shape` is matched against (None: off).
+        `gate`: decides a ValidateRequest that carries its HTTP request, with the routes, as
+        Check and forward auth do; None, or a gate without routes: the token alone decides."""
+        # One reference, so that a reload swaps them at once (see `swap`).
+        self._current = (validator, minter, gate)
         self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
         self._shape_claim = shape_claim
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
-    def swap(self, validator: Decider, minter: Minter) -> None:
+    def swap(self, validator: Decider, minter: Minter, gate: Gate | None = None) -> None:
         """Hot reload: later calls use these; each call in flight keeps what it started with."""
-        self._current = (validator, minter)
+        self._current = (validator, minter, gate)
 
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
+        validator, _, gate = self._current
         try:
-            decision = self._current[0].decide(request.token)
+            if gate is not None and gate.routes and request.HasField("request"):
+                routed = _routed(gate, request.token, request.request)
+                if routed is None:
+                    return _PASSED
+                decision = routed
+            else:
+                decision = validator.decide(request.token)
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if self._shape_claim and request.HasField("shape"):
@@ -100,6 +113,27 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         if minted.expires_at is not None:
             response.expires_at.seconds = minted.expires_at
         return response
+
+
+_PASSED = auth_pb2.ValidateResponse(valid=True)
+"""A request that its route lets through without a user (anonymous, or a CORS preflight)."""
+
+
+def _routed(gate: Gate, token: str, http: auth_pb2.HttpRequest) -> Decision | None:
+    """The gate's decision on the request `http` with `token` as its credential (None: it
+    passes without a user). The request's own credentials are not read: `token` is the one."""
+    headers = {k.lower(): v for k, v in http.headers.items()}
+    for name in (*HIDDEN_HEADERS, gate.settings.token_header):
+        headers.pop(name or "", None)
+    if token:
+        headers["authorization"] = "Bearer " + token
+    # The sync server receives the request itself: it has no proxy-set secret to protect.
+    verdict = gate.decide(
+        http.method, http.path or "/", headers, removes_secret=True, host=http.host
+    )
+    if verdict in PASSED:
+        return None
+    return verdict.decision or Decision.refused(MalformedToken())
 
 
 def add_to_server(service: AuthService, server: grpc.aio.Server, traffic: Traffic) -> None:

@@ -21,10 +21,11 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1.structs import to_struct
 from sidecar.adapters import rpc
-from sidecar.adapters.gate import ELECTRIC_SECRET_PARAMS, PREFLIGHT, Gate, Refusal
+from sidecar.adapters.gate import ELECTRIC_SECRET_PARAMS, PASSED, Gate, Refusal
 from sidecar.config import EnvoyConfig
 from sidecar.core.cache import Decider, Responses
-from sidecar.core.errors import KeysUnavailable
+from sidecar.core.errors import KeysUnavailable, UnsendableClaim
+from sidecar.core.rules import Routes
 from sidecar.core.validator import Decision
 from sidecar.observe.traffic import Traffic
 
@@ -41,14 +42,16 @@ class EnvoyAuthorization:
         settings: EnvoyConfig,
         memo_size: int = 0,
         shape_claim: str | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """`memo_size`: as for AuthService, responses to valid decisions kept for reuse.
-        `shape_claim`: the claim that scopes requests to the shape path (None: off)."""
-        self.gate = Gate(validator, settings, shape_claim)
+        `shape_claim`: the claim that scopes requests to the shape path (None: off).
+        `gate`: the Gate to decide with, when it has routes (default: one without)."""
+        self.gate = gate or Gate(validator, settings, shape_claim)
         self._settings = settings
         self._responses = Responses(self.respond, memo_size)
         # Spoof protection: whatever the client sent in these headers never reaches upstream.
-        self._owned_headers = [h for h in (settings.user_header, settings.claims_header) if h]
+        self._owned_headers = list(self.gate.owned_headers)
         secret = settings.electric_secret
         self._secret = (
             [base_pb2.QueryParameter(key=ELECTRIC_SECRET_PARAMS[0], value=secret)] if secret else []
@@ -61,23 +64,29 @@ class EnvoyAuthorization:
         )
         self._missing = _denied(self.gate.missing)
 
-    def swap(self, validator: Decider) -> None:
-        """Hot reload: later calls use this validator (the Envoy settings come from the
-        environment, which does not change while the process runs)."""
+    def swap(self, validator: Decider, routes: Routes | None = None) -> None:
+        """Hot reload: later calls use this validator and these routes (the Envoy settings
+        come from the environment, which does not change while the process runs)."""
         self.gate.validator = validator
+        if routes is not None:
+            self.gate.routes = routes
 
     async def Check(  # noqa: N802 - gRPC method name
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
         try:
-            verdict = self.gate.decide(http.method, http.path, _headers(http), removes_secret=True)
+            verdict = self.gate.decide(
+                http.method, http.path, _headers(http), removes_secret=True, host=http.host
+            )
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         decision = verdict.decision
         if decision is None:
-            return self._preflight if verdict is PREFLIGHT else self._missing
+            return self._preflight if verdict in PASSED else self._missing
+        if not decision.valid:
+            return _denied(self.gate.refusal(decision, verdict.scopes))
         variant = verdict.source + ("\0shape" if verdict.shape_request else "")
         return self._responses.get(decision, variant)
 
@@ -87,21 +96,30 @@ class EnvoyAuthorization:
         if not decision.valid:
             return _denied(self.gate.refusal(decision))
         source, _, on_shape_path = variant.partition("\0")
-        remove_headers = (
-            [source] if self._settings.strip_token and not source.startswith("?") else []
-        )
+        try:
+            upstream = self.gate.upstream_headers(decision)
+        except UnsendableClaim as error:
+            return _denied(self.gate.refusal(Decision.refused(error)))
+        # A header of the gate's that this token does not fill is removed, never the client's.
+        remove_headers = [h for h in self._owned_headers if h not in upstream]
+        if self._settings.strip_token and source[:1] not in ("?", "@"):
+            remove_headers.append(source)
         # A client-sent secret never reaches Electric, on any path; the real one only its API.
         # Envoy sets parameters before it removes them, and setting one replaces every copy:
         # the secret that is set must not be in the removals too.
         to_set = self._secret if on_shape_path else []
         remove_params = [source[1:]] if source.startswith("?") else []
         remove_params += self._secret_params[1:] if to_set else self._secret_params
+        metadata: dict[str, Any] = {"user_id": decision.user_id, "reason": decision.reason.wire}
+        claims = self.gate.selected_claims(decision)
+        if claims:
+            metadata["claims"] = claims
         return _allowed(
-            set_headers=self.gate.upstream_headers(decision),
+            set_headers=upstream,
             headers_to_remove=remove_headers,
             query_parameters_to_set=to_set,
             query_parameters_to_remove=remove_params,
-            metadata={"user_id": decision.user_id, "reason": decision.reason.wire},
+            metadata=metadata,
         )
 
 
@@ -136,7 +154,7 @@ def _allowed(
     headers_to_remove: list[str] | None = None,
     query_parameters_to_set: list[base_pb2.QueryParameter] | None = None,
     query_parameters_to_remove: list[str] | None = None,
-    metadata: Mapping[str, str],
+    metadata: Mapping[str, Any],
 ) -> external_auth_pb2.CheckResponse:
     ok = external_auth_pb2.OkHttpResponse(
         headers=_overwrite((set_headers or {}).items()),

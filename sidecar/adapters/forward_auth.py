@@ -14,9 +14,10 @@ from collections.abc import Callable
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from sidecar.adapters.gate import PREFLIGHT, Gate, Refusal
+from sidecar.adapters.gate import PASSED, Gate, Refusal
 from sidecar.core.cache import Decider, Responses
-from sidecar.core.errors import InvalidUserId, KeysUnavailable
+from sidecar.core.errors import InvalidUserId, KeysUnavailable, UnsendableClaim
+from sidecar.core.rules import Routes
 from sidecar.core.validator import Decision
 from sidecar.protocols.http import HeaderValueError, Reply, Request, reply
 
@@ -26,6 +27,8 @@ ORIGINAL_REQUEST_HEADERS = (
     ("x-forwarded-method", "x-forwarded-uri"),
     ("x-original-method", "x-original-uri"),
 )
+# The host the client asked for: Caddy and Traefik send it, nginx when told to.
+FORWARDED_HOST_HEADER = "x-forwarded-host"
 # ingress-nginx's full URL of the original request, read for its path and query.
 ORIGINAL_URL_HEADER = "x-original-url"
 # Envoy's http_service removes the request headers that an OK answer lists here.
@@ -60,8 +63,10 @@ class ForwardAuth:
         self._clock = clock
         # A preflight carries no user: Envoy's http_service removes the headers that this one
         # names from the request (others overwrite or drop them themselves; see examples/).
-        owned = [h for h in (gate.settings.user_header, gate.settings.claims_header) if h]
-        self._preflight = reply(HTTPStatus.OK, [(ENVOY_REMOVE_HEADER, ", ".join(owned)), _UNCACHED])
+        self._owned = gate.owned_headers
+        self._preflight = reply(
+            HTTPStatus.OK, [(ENVOY_REMOVE_HEADER, ", ".join(self._owned)), _UNCACHED]
+        )
         self._missing = _refused(gate.missing)
         self._unavailable = reply(
             HTTPStatus.SERVICE_UNAVAILABLE,
@@ -71,16 +76,18 @@ class ForwardAuth:
 
     def __call__(self, request: Request) -> Reply:
         method, target = self.original(request)
+        headers = request.headers
+        host = headers.get(FORWARDED_HOST_HEADER) or headers.get("host", "")
         try:
-            verdict = self._gate.decide(method, target, request.headers)
+            verdict = self._gate.decide(method, target, headers, host=host)
         except KeysUnavailable:
             return self._unavailable
         decision = verdict.decision
         if decision is None:
-            return self._preflight if verdict is PREFLIGHT else self._missing
+            return self._preflight if verdict in PASSED else self._missing
         if decision.valid:
             return self._allowed.get(decision, self._cacheable(decision))
-        return _refused(self._gate.refusal(decision))
+        return _refused(self._gate.refusal(decision, verdict.scopes))
 
     def _cacheable(self, decision: Decision) -> str:
         """The variant of an allow: CACHEABLE when the proxy may keep it for max_age seconds,
@@ -106,14 +113,24 @@ class ForwardAuth:
         rest = request.target[len(self._prefix) :]
         return request.method, rest if rest.startswith("/") else "/" + rest
 
-    def swap(self, validator: Decider) -> None:
-        """Hot reload: later requests are decided with this validator."""
+    def swap(self, validator: Decider, routes: Routes | None = None) -> None:
+        """Hot reload: later requests are decided with this validator and these routes."""
         self._gate.validator = validator
+        if routes is not None:
+            self._gate.routes = routes
 
     def _build(self, decision: Decision, variant: str) -> Reply:
         cache = f"max-age={self._max_age}" if variant == CACHEABLE else NO_STORE
         try:
-            headers = [*self._gate.upstream_headers(decision).items(), ("cache-control", cache)]
+            upstream = self._gate.upstream_headers(decision)
+        except UnsendableClaim as error:
+            return _refused(self._gate.refusal(Decision.refused(error)))
+        headers = [*upstream.items(), ("cache-control", cache)]
+        absent = [h for h in self._owned if h not in upstream]
+        if absent:
+            # Envoy's http_service removes these from the request: no client-sent value stays.
+            headers.append((ENVOY_REMOVE_HEADER, ", ".join(absent)))
+        try:
             return reply(HTTPStatus.OK, headers)
         except HeaderValueError:
             # A user id with a line break or another control character cannot be one header:

@@ -87,6 +87,18 @@ class Metrics:
             registry=recorded,
             multiprocess_mode="livemin",
         )
+        self._route_denials = Counter(
+            f"{PREFIX}_route_denials",
+            "Valid tokens refused by a route of SIDECAR_CONFIG_FILE (or the default's deny)",
+            ("route",),
+            registry=recorded,
+        )
+        self._dry_run_denials = Counter(
+            f"{PREFIX}_dry_run_denials",
+            "Requests that a route in dry-run would have refused, and let through",
+            ("route",),
+            registry=recorded,
+        )
         self._reloads = Counter(
             f"{PREFIX}_reloads",
             "Configuration reloads (SIGHUP or a changed file), by result (ok, error)",
@@ -140,6 +152,9 @@ class Metrics:
         self._fetches.labels(source, "ok" if ok else "error").inc()
         if ok:
             self._keys_updated.labels(source).set(self._clock())
+
+    def route_denied(self, route: str, enforced: bool) -> None:
+        (self._route_denials if enforced else self._dry_run_denials).labels(route).inc()
 
     def reloaded(self, ok: bool) -> None:
         self._reloads.labels("ok" if ok else "error").inc()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 from sidecar.config import Config
 from sidecar.core.cache import Decider
-from sidecar.core.errors import Reason
+from sidecar.core.errors import Forbidden, Reason
 from sidecar.core.validator import Decision
 from sidecar.keys import algorithms
 from sidecar.observe.metrics import Metrics
@@ -41,6 +41,20 @@ class Observability:
         if counters is None and not self._config.decision_log:
             return validator
         return Observed(validator, rpc, counters, self._config.decision_log)
+
+    def route_denied(self, route: str, refusal: Forbidden, enforced: bool) -> None:
+        """A route refused a valid token, or in dry-run would have: counted, and logged in
+        the decision log (dry-run denials always: they are what a dry run is for)."""
+        if self.metrics:
+            self.metrics.route_denied(route, enforced)
+        if self._config.decision_log or not enforced:
+            fields = {
+                "route": route,
+                "dry_run": not enforced,
+                "reason": refusal.reason.wire,
+                "message": refusal.message,
+            }
+            decision_log.info("route denial", extra={"fields": fields})
 
     async def open(self, reuse_port: bool = False) -> None:
         """Starts the side listener, if configured; BindError if it cannot listen.
@@ -81,9 +95,9 @@ class Observed:
         self._log = log_decisions
         self._clock = clock
 
-    def decide(self, token: str) -> Decision:
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         started = self._clock()
-        decision = self._decide(token)
+        decision = self._decide(token, issuer_audience)
         if self._counters is not None:
             self._counters[decision.reason]()
         if self._log:

@@ -82,8 +82,31 @@ def assemble(
     The one place the services are built: `serve` and the in-process test server share it.
     """
     validate, check, _ = _deciders(config, observe)
-    auth = AuthService(validate, build_minter(config), config.cache_size, config.shape_claim)
-    return auth, EnvoyAuthorization(check, config.envoy, config.cache_size, config.shape_claim)
+    auth = AuthService(
+        validate,
+        build_minter(config),
+        config.cache_size,
+        config.shape_claim,
+        gate(config, validate, observe),
+    )
+    return auth, EnvoyAuthorization(
+        check,
+        config.envoy,
+        config.cache_size,
+        config.shape_claim,
+        gate(config, check, observe),
+    )
+
+
+def gate(config: Config, validator: cache.Decider, observe: Observability | None) -> Gate:
+    """A Gate with `config`'s routes, reporting their refusals to `observe`."""
+    return Gate(
+        validator,
+        config.envoy,
+        config.shape_claim,
+        config.routes,
+        observe.route_denied if observe else None,
+    )
 
 
 def http_api(
@@ -93,7 +116,7 @@ def http_api(
     and forward auth, on a Gate of its own (metrics count its decisions as ForwardAuth)."""
     forward_decider = _deciders(config, observe)[2]
     forward = ForwardAuth(
-        Gate(forward_decider, config.envoy, config.shape_claim),
+        gate(config, forward_decider, observe),
         config.forward_auth_path,
         config.cache_size,
         config.forward_auth_max_age,
@@ -183,10 +206,10 @@ async def _serve(
 
         def apply(new: Config) -> None:
             validate, decide, forward_decider = _deciders(new, observe)
-            auth.swap(validate, build_minter(new))
-            check.swap(decide)
+            auth.swap(validate, build_minter(new), gate(new, validate, observe))
+            check.swap(decide, new.routes)
             if forward is not None:
-                forward.swap(forward_decider)
+                forward.swap(forward_decider, new.routes)
             observe.publish(new)
 
         reloader = Reloader(
