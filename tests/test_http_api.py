@@ -179,7 +179,7 @@ async def test_a_user_id_that_cannot_be_one_header_is_refused() -> None:
 
 async def test_no_keys_yet_is_503_with_retry_after() -> None:
     class NoKeys:
-        def decide(self, token: str) -> Decision:
+        def decide(self, token: str, issuer_audience: bool = True) -> Decision:
             raise KeysUnavailable
 
     cfg = insecure_config()
@@ -489,5 +489,5 @@ def test_forward_auth_reads_the_original_request_in_the_documented_order() -> No
 
 
 class _Never:
-    def decide(self, token: str) -> Decision:
+    def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         raise AssertionError("not asked")

@@ -83,6 +83,14 @@ def test_tokens_go_to_their_issuer(two_issuers: dict[str, str]) -> None:
     )
 
 
+def test_a_route_may_leave_out_the_issuers_audience(two_issuers: dict[str, str]) -> None:
+    router = decider(config.load(two_issuers))
+    other = token("RS256", "https://a", "a-1", aud="admin-api")
+    assert router.decide(other).reason == Reason.INVALID_CLAIM
+    # A route with its own `audience` checks that instead (core/rules.py).
+    assert router.decide(other, issuer_audience=False).valid
+
+
 @pytest.mark.parametrize(
     ("iss", "reason", "message"),
     [
@@ -135,7 +143,8 @@ def test_issuer_settings_in_both_file_and_environment(
     ("text", "expected"),
     [
         ("[[issuers]\n", "is not valid TOML"),
-        ("issuers = 3", "needs at least one [[issuers]] table"),
+        ("issuers = 3", "issuers must be [[issuers]] tables"),
+        ("", "needs [[issuers]] or [[routes]] tables"),
         (
             'x = 1\n[[issuers]]\niss = "a"\nkey = "' + HS_SECRET + '"\nalg = "HS256"',
             "unknown key 'x'",

@@ -2,7 +2,7 @@
 
 The provider issues JWT access tokens (client credentials + resource indicators); the sidecar
 finds its keys through OIDC discovery, accepts its tokens, and follows its key rotation without
-a restart.
+a restart; routes read the `scope` claim of its tokens.
 """
 
 from __future__ import annotations
@@ -153,3 +153,49 @@ def test_tokens_of_a_real_provider_and_its_key_rotation(
         assert validate(provider.access_token()).valid
     sidecar.terminate()
     assert sidecar.process.returncode == 0
+
+
+ROUTES = """
+[[routes]]
+name = "sync"
+path_prefix = "/v1/shape"
+scopes_any = ["api"]
+
+[[routes]]
+name = "admin"
+path_prefix = "/admin"
+scopes_all = ["api", "admin"]
+"""
+
+
+def test_routes_read_the_providers_scope_claim(
+    provider: Provider, sidecar_factory: StartSidecar, tmp_path: Path
+) -> None:
+    routes = tmp_path / "sidecar.toml"
+    routes.write_text(ROUTES)
+    sidecar = sidecar_factory(
+        {
+            "AUTH_MODE": "secure",
+            "AUTH_JWT_ALG": "RS256",
+            "AUTH_JWT_OIDC_ISSUER": provider.issuer,
+            "AUTH_JWT_AUD": provider.resource,
+            "SIDECAR_CONFIG_FILE": str(routes),
+        }
+    )
+    token = provider.access_token()
+    assert jwt.decode(token, options={"verify_signature": False})["scope"] == "api"
+    with grpc.insecure_channel(sidecar.address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        def on(path: str) -> auth_pb2.ValidateResponse:
+            request = auth_pb2.HttpRequest(method="GET", path=path, host="app")
+            return auth.Validate(auth_pb2.ValidateRequest(token=token, request=request), timeout=10)
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+        allowed = on("/v1/shape?table=items")
+        assert (allowed.valid, allowed.user_id) == (True, provider.client_id)
+        refused = on("/admin/users")
+        assert (refused.valid, refused.reason) == (False, auth_pb2.REASON_FORBIDDEN)
+        assert refused.message == 'route "admin" requires scope "admin"'

@@ -224,6 +224,7 @@ def test_reason_values_are_the_documented_ones() -> None:
         ("INVALID_CLAIM", 7),
         ("INVALID_USER_ID", 8),
         ("SHAPE_MISMATCH", 9),
+        ("FORBIDDEN", 10),
     ]
 
 
