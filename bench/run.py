@@ -51,6 +51,7 @@ from harness import (
     start_process,
     start_sidecar,
 )
+from routes import ROUTES
 
 from authsidecar.v1 import auth_pb2
 
@@ -181,14 +182,15 @@ def _b64uint(value: int) -> str:
     return jwt.utils.base64url_encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).decode()
 
 
-def tokens(alg: str, keys: Keys, count: int) -> list[str]:
+def tokens(alg: str, keys: Keys, count: int, **claims: Any) -> list[str]:
+    """`count` tokens of distinct users, with `claims` besides the registered ones."""
     now = int(time.time())
     key: Any = HS_SECRET
     if not alg.startswith("HS"):  # parsed once: PyJWT would parse a PEM on every call
         key = serialization.load_pem_private_key(keys.private_pem.encode(), password=None)
     return [
         jwt.encode(
-            {"sub": f"user-{i}", "iat": now, "exp": now + 3600, "iss": "bench"},
+            {"sub": f"user-{i}", "iat": now, "exp": now + 3600, "iss": "bench", **claims},
             key,
             algorithm=alg,
             headers={"kid": "bench"},
@@ -431,6 +433,19 @@ def _accepts(server: Server, token: str) -> None:
             auth_pb2.ValidateRequest(token=token), timeout=10
         )
     assert response.valid, f"the bench token must be valid: {response}"
+
+
+def _allows(server: Server, request: dict[str, Any]) -> None:
+    """Asserts that `server`'s Check allows `request` (ghz's JSON): ghz counts a denial, an OK
+    gRPC status, as a success."""
+    import grpc
+    from envoy.service.auth.v3 import external_auth_pb2_grpc
+    from google.protobuf import json_format
+
+    message = json_format.ParseDict(request, external_auth_pb2.CheckRequest())
+    with grpc.insecure_channel(server.address) as channel:
+        response = external_auth_pb2_grpc.AuthorizationStub(channel).Check(message, timeout=10)
+    assert response.status.code == 0, f"the bench request must be allowed: {response}"
 
 
 ENVOY_CONFIG = (BENCH / "templates" / "envoy.yaml").read_text()
@@ -689,7 +704,8 @@ def check_scenarios(run: Run) -> None:
     if not available("ghz"):
         print("  skipped: ghz is not installed (bench/tools)", flush=True)
         return
-    token = tokens("RS256", run.keys, 1)[0]
+    # The scope is for the routed sidecar's CEL route (bench/routes.py); both get the same token.
+    token = tokens("RS256", run.keys, 1, scp=["sync"])[0]
     data = [check_request(token)]
     s = run.seconds
     with baseline(run.directory, run.workers) as bare:
@@ -699,10 +715,22 @@ def check_scenarios(run: Run) -> None:
             needs="ghz",
         )
     with sidecar(run.directory, run.workers, sidecar_env("RS256", run.keys), token) as server:
+        _allows(server, data[0])
         run.sweep(
             "sidecar Check RS256 (ghz)",
             lambda c: ghz(server.address, CHECK[1:], run.protoset, c, s, data),
             "one token, cache on",
+            needs="ghz",
+        )
+    routes_file = Path(run.directory) / "routes.toml"
+    routes_file.write_text(ROUTES)
+    routed = sidecar_env("RS256", run.keys, SIDECAR_CONFIG_FILE=str(routes_file))
+    with sidecar(run.directory, run.workers, routed, token) as server:
+        _allows(server, data[0])
+        run.sweep(
+            "sidecar Check RS256, 5 routes (ghz)",
+            lambda c: ghz(server.address, CHECK[1:], run.protoset, c, s, data),
+            "bench/routes.py's, the request on the CEL one; one token, cache on",
             needs="ghz",
         )
 
@@ -1069,6 +1097,9 @@ def ratios(results: Results) -> dict[str, str]:
         ),
         "Check / no-op Check (ghz), target >= 0.8": ratio(
             "sidecar Check RS256 (ghz)", "no-op Check (ghz)"
+        ),
+        "Check, 5 routes (one CEL) / no routes (ghz), target >= 0.9": ratio(
+            "sidecar Check RS256, 5 routes (ghz)", "sidecar Check RS256 (ghz)"
         ),
         "2 workers / 1 worker, target >= 1.6": ratio(
             "sidecar Validate HS256 hits, 2 worker(s)", "sidecar Validate HS256 hits, 1 worker(s)"
