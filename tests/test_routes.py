@@ -34,41 +34,7 @@ from sidecar.observe.observability import Observability
 from sidecar.protocols.http import Request
 from sidecar.runtime import server
 
-ROUTES = """
-[[routes]]
-name = "health"
-path = "/health"
-anonymous = true
-
-[[routes]]
-name = "public"
-path_prefix = "/public"
-anonymous = true
-ignore_invalid_token = true
-
-[[routes]]
-name = "admin"
-path_prefix = "/admin"
-scopes_all = ["admin:write"]
-
-[[routes]]
-name = "reports"
-path_prefix = "/reports"
-[[routes.claims]]
-path = "realm_access.roles"
-contains = "analyst"
-
-[[routes]]
-name = "writes"
-path_prefix = "/v1/shape"
-when = 'request.method == "GET" || "sync:write" in claims.scp'
-
-[[routes]]
-name = "beta"
-path_prefix = "/beta"
-scopes_any = ["beta"]
-dry_run = true
-"""
+ROUTES = (Path(__file__).parent / "routes.toml").read_text()
 
 ALICE = {"user_id": "alice", "scope": "sync admin:write", "realm_access": {"roles": ["analyst"]}}
 BOB = {"user_id": "bob", "scp": ["sync"], "realm_access": {"roles": ["viewer"]}}

@@ -36,35 +36,7 @@ from support import (
     warm_authz,
 )
 
-ROUTES = """
-[[routes]]
-name = "status"
-path = "/status"
-anonymous = true
-
-[[routes]]
-name = "admin"
-path_prefix = "/admin"
-scopes_all = ["admin:write"]
-
-[[routes]]
-name = "reports"
-path_prefix = "/reports"
-[[routes.claims]]
-path = "realm_access.roles"
-contains = "analyst"
-
-[[routes]]
-name = "writes"
-path_prefix = "/v1/shape"
-when = 'request.method == "GET" || "sync:write" in claims.scp'
-
-[[routes]]
-name = "beta"
-path_prefix = "/beta"
-scopes_any = ["beta"]
-dry_run = true
-"""
+ROUTES = (Path(__file__).parent / "routes.toml").read_text()  # as tests/test_routes.py
 ALICE = unsigned(
     {"user_id": "alice", "scope": "admin:write", "org_id": "acme", "realm_access": {"roles": []}}
 )
@@ -158,12 +130,12 @@ def test_an_anonymous_route_passes_without_a_user(
     proxy: tuple[int, Upstream, Envoy | None],
 ) -> None:
     port, _, _ = proxy
-    status, _, body = send(port, "/status", {"x-user-id": "mallory", "x-org-id": "evil"})
+    status, _, body = send(port, "/health", {"x-user-id": "mallory", "x-org-id": "evil"})
     assert status == 200
     seen = headers_upstream(body)
     assert "x-user-id" not in seen
     assert "x-org-id" not in seen
-    assert send(port, "/status", bearer("not-a-token"))[0] == 401
+    assert send(port, "/health", bearer("not-a-token"))[0] == 401
     assert send(port, "/admin")[0] == 401
 
 
@@ -212,12 +184,3 @@ def test_checks_dynamic_metadata_reaches_envoys_access_log(
     )
     assert entry["claims"] == {"org_id": "acme"}
     assert entry["user_id"] == "alice"
-
-
-def test_fixture_file_is_the_routes(tmp_path: Path) -> None:
-    """The routes above load as they are (a typo would fail every proxy at start-up)."""
-    from support import insecure_config
-
-    path = tmp_path / "routes.toml"
-    path.write_text(ROUTES)
-    assert len(insecure_config(SIDECAR_CONFIG_FILE=str(path)).routes.routes) == 5
