@@ -26,6 +26,7 @@ from sidecar.core import jws
 from sidecar.core.errors import KeysUnavailable
 from sidecar.keys import jwks
 from sidecar.keys.fetch import FetchSettings, Refresher, Remote, max_age, url_problem
+from sidecar.observe import logs
 
 RS = frozenset({"RS256"})
 SETTINGS = FetchSettings(refresh=300, min_refresh=10, timeout=5, max_bytes=64 * 1024)
@@ -351,3 +352,42 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+async def test_every_skipped_key_is_reported_at_each_load(
+    server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey]
+) -> None:
+    """Through the handler's real repeat filter: three skips in one set share a template, and
+    each must still be shown, with its kid and why; the same set loaded again within the
+    filter's interval is held back."""
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    server.serve_keys(
+        public_jwk(small, kid="rsa-1024"),
+        {"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "kid": "oct-1"},
+        {"kty": "weird", "kid": "weird-1"},
+        public_jwk(rsa_keys[0], kid="good"),
+    )
+    now = [0.0]
+    shown: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: shown.append(record.getMessage())  # type: ignore[method-assign]
+    handler.addFilter(logs.RepeatFilter(logs.REPEAT_SECONDS, lambda: now[0]))
+    logger = logging.getLogger("auth-sidecar.jwks")
+    logger.addHandler(handler)
+    try:
+        fetcher, _ = refresher(server.url)
+        assert await fetcher.refresh()
+        first = list(shown)
+        assert await fetcher.refresh()  # within the interval: held back
+        assert shown == first
+        now[0] = logs.REPEAT_SECONDS
+        assert await fetcher.refresh()  # the next load after it: reported again
+    finally:
+        logger.removeHandler(handler)
+    where = f"key set at {server.url}: skipped kid"
+    assert first == [
+        f"{where} 'rsa-1024': it is a 1024-bit RSA key; at least 2048 bits are needed",
+        f"{where} 'oct-1': symmetric (oct) keys are never taken from a URL",
+        f"{where} 'weird-1': unknown key type 'weird'",
+    ]
+    assert shown == first + first

@@ -211,7 +211,6 @@ class Refresher:
         self._last_fetch: float | None = None
         self._failures = 0
         self._max_age: float | None = None
-        self._warnings: list[str] = []
         self._wake = asyncio.Event()
         self.ready = asyncio.Event()
         verifier.set_unknown_kid_hook(self.request_refresh)
@@ -282,10 +281,9 @@ class Refresher:
             keys, warnings = jwks.parse(body, self._verifier.algorithms, allow_oct=False)
         except jwks.JwksProblem as problem:
             raise FetchError(f"the key set at {shown(self._jwks_url)} {problem}") from None
-        if warnings != self._warnings:  # log each change once, not every refresh
-            for warning in warnings:
-                log.warning("key set at %s: %s", shown(self._jwks_url), warning)
-            self._warnings = warnings
+        where = shown(self._jwks_url)
+        for warning in warnings:  # at each load; each skipped key a warning of its own
+            log.warning("key set at %s: %s", where, warning, extra={"repeat_key": (where, warning)})
         return keys, age
 
     async def _discover(self) -> str:

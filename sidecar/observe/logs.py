@@ -65,18 +65,22 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
 
 class RepeatFilter(logging.Filter):
     """Passes a warning (or worse) once per `interval` per logger and template; the next one
-    to pass says how many were held back (`suppressed=N`)."""
+    to pass says how many were held back (`suppressed=N`).
+
+    A record that carries `repeat_key` (`extra={"repeat_key": ...}`) is held back only by the
+    same key: warnings that differ in what they report (each skipped key of a key set) all
+    pass, while one repeated on the request path stays held back."""
 
     def __init__(self, interval: float, clock: Callable[[], float]) -> None:
         super().__init__()
         self._interval = interval
         self._clock = clock
-        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+        self._last: dict[tuple[str, object, object], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, record.msg)
+        key = (record.name, record.msg, getattr(record, "repeat_key", None))
         now = self._clock()
         shown_at, held = self._last.get(key, (None, 0))
         if shown_at is not None and now - shown_at < self._interval:

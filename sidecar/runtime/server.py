@@ -179,7 +179,12 @@ async def _serve(
     traffic = observe.traffic
     for issuer in config.issuers or (config,):
         for warning in issuer.warnings:
-            log.warning("AUTH_JWT_JWKS_FILE of iss=%s: %s", issuer.iss, warning)
+            log.warning(
+                "AUTH_JWT_JWKS_FILE of iss=%s: %s",
+                issuer.iss,
+                warning,
+                extra={"repeat_key": (issuer.iss, warning)},
+            )
     metrics = observe.metrics
     fetchers = KeyFetchers(metrics.fetched if metrics else None)
     fetchers.start(config, fetchers.initial(config))
