@@ -107,6 +107,8 @@ TOKEN_FLAGS = [
     "--jwt-namespace",
     "--jwt-iss",
     "--jwt-aud",
+    "--jwt-typ",
+    "--jwt-max-lifetime-seconds",
     "--max-token-bytes",
 ]
 MINT_FLAGS = [*TOKEN_FLAGS, "--jwt-signing-key", "--jwt-signing-key-file", "--mint-max-ttl-seconds"]

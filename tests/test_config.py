@@ -904,3 +904,25 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(
     with pytest.raises(ConfigError) as raised:
         config.load({"AUTH_MODE": "insecure", "SIDECAR_EVENT_LOOP": "uvloop"})
     assert raised.value.problems == ["SIDECAR_EVENT_LOOP: uvloop is not installed"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SIDECAR_JWT_TYP", "at jwt"),
+        ("SIDECAR_JWT_TYP", ","),
+        ("SIDECAR_JWT_TYP", "at+jwt;q=1"),
+        ("SIDECAR_JWT_MAX_LIFETIME_SECONDS", "0"),
+        ("SIDECAR_JWT_MAX_LIFETIME_SECONDS", "1h"),
+    ],
+)
+def test_bad_profile_settings_name_their_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config.load({"AUTH_MODE": "insecure", name: value})
+    (line,) = str(error.value).splitlines()
+    assert line.startswith(f"{name}: must be")
+
+
+def test_typ_values_are_kept_as_rfc_7515_compares_them() -> None:
+    cfg = config.load({"AUTH_MODE": "insecure", "SIDECAR_JWT_TYP": "at+JWT, application/JWT"})
+    assert cfg.policy.typ == frozenset({"application/at+jwt", "application/jwt"})

@@ -222,3 +222,44 @@ def test_the_example_file_loads(tmp_path: Path) -> None:
         "https://example.eu.auth0.com/.well-known/jwks.json",
         None,
     ]
+
+
+def test_each_issuer_has_its_own_typ_and_lifetime(
+    two_issuers: dict[str, str], tmp_path: Path
+) -> None:
+    path = Path(two_issuers["SIDECAR_CONFIG_FILE"])
+    text = path.read_text().replace(
+        'aud = "api"\n', 'aud = "api"\ntyp = "at+jwt"\nmax_lifetime_seconds = 300\n'
+    )
+    path.write_text(text)
+    router = decider(config.load(two_issuers))
+    typed = jwt.encode(
+        {
+            "sub": "alice",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+            "iss": "https://a",
+            "aud": "api",
+        },
+        signing_material("RS256"),
+        algorithm="RS256",
+        headers={"kid": "a-1", "typ": "at+jwt"},
+    )
+    assert router.decide(typed).valid
+    plain = token("RS256", "https://a", "a-1", aud="api")  # typ JWT, as PyJWT writes it
+    assert router.decide(plain).message == 'Invalid "typ" header value: "JWT"'
+    long_lived = token("RS256", "https://a", "a-1", aud="api", exp=int(time.time()) + 3600)
+    assert router.decide(long_lived).reason == Reason.INVALID_CLAIM
+    # b has neither: Electric's semantics.
+    assert router.decide(
+        token("HS256", "https://b", ns={"user_id": "bob"}, exp=int(time.time()) + 3600)
+    ).valid
+
+
+def test_a_lifetime_in_a_table_is_a_whole_number(two_issuers: dict[str, str]) -> None:
+    path = Path(two_issuers["SIDECAR_CONFIG_FILE"])
+    path.write_text(
+        path.read_text().replace('aud = "api"\n', 'aud = "api"\nmax_lifetime_seconds = -5\n')
+    )
+    (line,) = problems(two_issuers)
+    assert line.startswith("SIDECAR_CONFIG_FILE: issuer 'https://a': max_lifetime_seconds: must be")

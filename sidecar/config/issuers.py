@@ -1,9 +1,10 @@
 """Several trusted issuers, from the `[[issuers]]` tables of SIDECAR_CONFIG_FILE's TOML file.
 
 Each `[[issuers]]` table takes the issuer settings of the environment without their `AUTH_JWT_`
-prefix (`iss`, `alg`, one key source, `aud`, `namespace`, the signing key) plus `mint = true` on
-the one issuer Mint signs as. Every table is checked exactly as the environment would be (the
-rest of the environment applies to all), so that each rule and message exists once.
+or `SIDECAR_JWT_` prefix (`iss`, `alg`, one key source, `aud`, `namespace`, the signing key,
+`typ`, `max_lifetime_seconds`) plus `mint = true` on the one issuer Mint signs as. Every table
+is checked exactly as the environment would be (the rest of the environment applies to all), so
+that each rule and message exists once.
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ ISSUER_VARIABLES = (
     "AUTH_JWT_NAMESPACE",
     "AUTH_JWT_SIGNING_KEY",
     "AUTH_JWT_SIGNING_KEY_FILE",
+    "SIDECAR_JWT_TYP",
+    "SIDECAR_JWT_MAX_LIFETIME_SECONDS",
 )
-_TABLE_KEYS = {name.removeprefix("AUTH_JWT_").lower(): name for name in ISSUER_VARIABLES}
+_TABLE_KEYS = {
+    name.removeprefix("AUTH_JWT_").removeprefix("SIDECAR_JWT_").lower(): name
+    for name in ISSUER_VARIABLES
+}
+
+_TABLE_KEY_OF = {name: key for key, name in _TABLE_KEYS.items()}
 
 LoadOne = Callable[[Mapping[str, str], Mapping[str, str | None]], "Config"]
 
@@ -80,7 +88,7 @@ def load(
             for line in error.problems:
                 name = line.partition(":")[0]
                 if name in ISSUER_VARIABLES:
-                    key = name.removeprefix("AUTH_JWT_").lower()
+                    key = _TABLE_KEY_OF[name]
                     problems.append(f"{where}: {key}{line[len(name) :]}")
                 elif line not in common:  # a shared setting: said once, not once per table
                     common.append(line)
@@ -109,6 +117,8 @@ def _table(table: Mapping[str, Any], where: str, problems: list[str]) -> dict[st
         if name is None:
             known = ", ".join([*_TABLE_KEYS, "mint"])
             problems.append(f"{where}: unknown key {key!r} (known: {known})")
+        elif isinstance(value, int) and not isinstance(value, bool) and key.endswith("_seconds"):
+            values[name] = str(value)  # a number of seconds may be written as one
         elif not isinstance(value, str):
             problems.append(f"{where}: {key} must be a string")
         else:

@@ -72,6 +72,8 @@ class Config:
     shape_claim: str | None
     default_route: DefaultRoute
     dry_run: bool
+    typ: frozenset[str] | None
+    max_lifetime: int | None
     envoy: EnvoyConfig
     reload_seconds: int
     fetch: FetchSettings
@@ -99,6 +101,8 @@ class Config:
                 namespace=self.namespace,
                 skew=self.clock_skew,
                 max_token_bytes=self.max_token_bytes,
+                typ=self.typ,
+                max_lifetime=self.max_lifetime,
             )
         extra = tuple(name for name, value in (("iss", self.iss), ("aud", self.aud)) if value)
         return Policy(
@@ -109,6 +113,8 @@ class Config:
             namespace=self.namespace,
             skew=self.clock_skew,
             max_token_bytes=self.max_token_bytes,
+            typ=self.typ,
+            max_lifetime=self.max_lifetime,
         )
 
     @property

@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Final
 
+from sidecar.core import claims
 from sidecar.core.policy import Mode
 from sidecar.core.rules import DefaultRoute
 from sidecar.keys import algorithms
@@ -68,6 +69,14 @@ def alg_list(raw: str) -> tuple[str, ...]:
     if not algs or any(a not in algorithms.ALGORITHMS for a in algs):
         raise Invalid(ALG_PROBLEM)
     return algs
+
+
+def typ_list(raw: str) -> frozenset[str]:
+    """`typ` values as RFC 7515 §4.1.9 compares them (see core/claims.media_type)."""
+    values = frozenset(claims.media_type(v) for v in raw.split(",") if v.strip())
+    if not values or any(not v or any(c.isspace() or c in ",;" for c in v) for v in values):
+        raise Invalid(f'must be media types separated by commas, such as "at+jwt", not "{raw}"')
+    return values
 
 
 def ca_file(raw: str) -> str:

@@ -176,6 +176,21 @@ SETTINGS: tuple[Setting, ...] = (
         commands=frozenset((SERVE, VALIDATE)),
     ),
     Setting(
+        "SIDECAR_JWT_TYP",
+        "both modes: accept only tokens whose `typ` header is one of these (comma-separated, "
+        "such as `at+jwt`; RFC 7515: case-insensitive, `application/` optional); a token "
+        "without `typ` is refused. Unset: any",
+        parsers.typ_list,
+        field="typ",
+    ),
+    Setting(
+        "SIDECAR_JWT_MAX_LIFETIME_SECONDS",
+        "both modes: refuse a token whose `exp - iat` is longer; it must then carry both. "
+        "Unset: no bound",
+        parsers.whole(1, 10 * 365 * 86400),
+        field="max_lifetime",
+    ),
+    Setting(
         "SIDECAR_MAX_TOKEN_BYTES",
         "longer tokens are refused unparsed as malformed",
         parsers.whole(64, 1 << 20),

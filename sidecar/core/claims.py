@@ -1,4 +1,5 @@
-"""Claim rules, as Electric applies them: required claims, time claims, iss and aud, the user.
+"""Claim rules, as Electric applies them: required claims, time claims, iss and aud, the user;
+and two profile checks of our own, off unless configured: the `typ` header and the lifetime.
 
 Each function raises the `TokenError` for the first rule that fails and returns quietly otherwise.
 """
@@ -11,8 +12,11 @@ from typing import Any
 from sidecar.core.errors import (
     ExpiredToken,
     InvalidClaim,
+    InvalidHeader,
     InvalidUserId,
+    LifetimeTooLong,
     MissingClaim,
+    MissingHeader,
     NotYetValid,
 )
 
@@ -24,6 +28,34 @@ def require(claims: Mapping[str, Any], names: tuple[str, ...]) -> None:
     for name in names:
         if name not in claims:
             raise MissingClaim(name)
+
+
+def media_type(value: str) -> str:
+    """A `typ` value as RFC 7515 §4.1.9 compares it: case-insensitively, with `application/`
+    prepended when it has no `/` (`at+jwt` and `application/AT+JWT` are the same)."""
+    lowered = value.strip().lower()
+    return lowered if "/" in lowered else "application/" + lowered
+
+
+def check_typ(header: Mapping[str, Any], accepted: frozenset[str] | None) -> None:
+    """RFC 8725 §3.11: a token of another kind (an ID token) is not taken for an access token."""
+    if accepted is None:
+        return
+    if "typ" not in header:
+        raise MissingHeader("typ")
+    typ = header["typ"]
+    if not isinstance(typ, str) or media_type(typ) not in accepted:
+        raise InvalidHeader("typ", typ)
+
+
+def check_lifetime(claims: Mapping[str, Any], bound: int | None) -> None:
+    """`exp - iat` at most `bound` seconds (after check_times, which checked their types)."""
+    if bound is None:
+        return
+    require(claims, ("iat", "exp"))
+    lifetime = claims["exp"] - claims["iat"]
+    if lifetime > bound:
+        raise LifetimeTooLong(lifetime, bound)
 
 
 def check_times(claims: Mapping[str, Any], now: int, skew: int) -> None:

@@ -69,6 +69,34 @@ class InvalidClaim(TokenError):
         super().__init__(f'Invalid "{claim}" claim value: {shown}')
 
 
+class MissingHeader(TokenError):
+    """A header parameter that the policy requires (`typ`) is absent."""
+
+    reason = Reason.MISSING_CLAIM
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'Missing required "{name}" header')
+
+
+class InvalidHeader(TokenError):
+    """A header parameter that is not one the policy accepts (`typ`)."""
+
+    reason = Reason.INVALID_CLAIM
+
+    def __init__(self, name: str, value: Any) -> None:
+        shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        super().__init__(f'Invalid "{name}" header value: {shown}')
+
+
+class LifetimeTooLong(TokenError):
+    """`exp - iat` is longer than the policy's bound (SIDECAR_JWT_MAX_LIFETIME_SECONDS)."""
+
+    reason = Reason.INVALID_CLAIM
+
+    def __init__(self, lifetime: float, bound: int) -> None:
+        super().__init__(f"Token lifetime (exp - iat) of {lifetime:g} s exceeds {bound} s")
+
+
 class InvalidUserId(TokenError):
     reason = Reason.INVALID_USER_ID
     message = "Missing or invalid 'user_id'"

@@ -55,7 +55,17 @@ class Minter:
         self._policy = policy
         self._signer = signer
         self._secret = mint.secret
-        self._max_ttl = mint.max_ttl
+        # A minted token must pass Validate here: never longer than the lifetime bound, and
+        # of a `typ` that the policy accepts (JWT when it does, else the first it names).
+        bound = policy.max_lifetime
+        self._mint_max = mint.max_ttl
+        self._max_ttl = mint.max_ttl if bound is None else min(mint.max_ttl, bound)
+        accepted = policy.typ
+        self._typ = (
+            "JWT"
+            if accepted is None or "application/jwt" in accepted
+            else min(accepted).removeprefix("application/")
+        )
         self._clock = clock
 
     def authorize(self, authorization: str | None) -> None:
@@ -92,10 +102,13 @@ class Minter:
         seconds = self._ttl_seconds(ttl)
         payload = dict(claims or {})
         now = int(self._clock())
-        if self._insecure:
-            stamped: dict[str, Any] = {} if seconds is None else {"exp": now + seconds}
+        if self._insecure and self._policy.max_lifetime is not None:
+            seconds = min(DEFAULT_TTL_SECONDS, self._max_ttl) if seconds is None else seconds
+            stamped: dict[str, Any] = {"iat": now, "exp": now + seconds}  # the bound needs both
+        elif self._insecure:
+            stamped = {} if seconds is None else {"exp": now + seconds}
         else:
-            seconds = DEFAULT_TTL_SECONDS if seconds is None else seconds
+            seconds = min(DEFAULT_TTL_SECONDS, self._max_ttl) if seconds is None else seconds
             stamped = {"iat": now, "nbf": now, "exp": now + seconds}
             policy = self._policy
             stamped.update((k, v) for k, v in (("iss", policy.iss), ("aud", policy.aud)) if v)
@@ -109,7 +122,7 @@ class Minter:
                 )
         payload.update(stamped)
         self._place_user(payload, user_id)
-        header = {"alg": "none" if signer is None else signer.alg, "typ": "JWT"}
+        header = {"alg": "none" if signer is None else signer.alg, "typ": self._typ}
         if signer is not None and signer.kid is not None:
             header["kid"] = signer.kid
         try:
@@ -132,7 +145,8 @@ class Minter:
             return None
         if not 1 <= ttl <= self._max_ttl:
             raise MintInvalidArgument(
-                f"ttl must be from 1 to {self._max_ttl} seconds (SIDECAR_MINT_MAX_TTL_SECONDS)"
+                f"ttl must be from 1 to {self._max_ttl} seconds (SIDECAR_MINT_MAX_TTL_SECONDS"
+                + (", SIDECAR_JWT_MAX_LIFETIME_SECONDS)" if self._max_ttl < self._mint_max else ")")
             )
         return int(ttl)
 

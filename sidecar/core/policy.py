@@ -32,6 +32,10 @@ class Policy:
     """Seconds of clock drift allowed for `exp`, `nbf` and `iat`."""
     max_token_bytes: int
     """Longer tokens are refused unparsed, as malformed."""
+    typ: frozenset[str] | None = None
+    """The `typ` header values accepted, as `claims.media_type` gives them; None: any."""
+    max_lifetime: int | None = None
+    """The longest `exp - iat` accepted, in seconds; None: no bound."""
 
 
 @dataclass(frozen=True, kw_only=True)

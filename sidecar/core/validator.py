@@ -101,10 +101,12 @@ class Validator:
                 raise MalformedToken()
             if not _verifies(verifier, parsed):
                 raise BadSignature()
+        rules.check_typ(parsed.header, policy.typ)
         claims = parsed.claims
         rules.require(claims, policy.required)
         # Electric compares whole seconds (Joken.current_time/0); so do we, for exact boundaries.
         rules.check_times(claims, int(self._clock()), policy.skew)
+        rules.check_lifetime(claims, policy.max_lifetime)
         rules.check_issuer(claims, policy.iss)
         if issuer_audience:
             rules.check_audience(claims, policy.aud)

@@ -539,3 +539,29 @@ def test_a_signer_with_a_kid_names_it_in_the_header() -> None:
     minted = Minter(cfg.policy, cfg.mint_policy, signer, lambda: NOW).mint("alice")
     assert segment(minted.token, 0) == {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
     assert validate(cfg, minted.token).valid
+
+
+# ---------------------------------------------------------------------------------------------
+# The profile checks: what Mint writes passes them on the same config
+
+
+@pytest.mark.parametrize(("listed", "written"), [("at+jwt", "at+jwt"), ("at+jwt, JWT", "JWT")])
+def test_mint_writes_a_typ_that_the_list_accepts(listed: str, written: str) -> None:
+    for cfg in (insecure(SIDECAR_JWT_TYP=listed), secure("HS256", SIDECAR_JWT_TYP=listed)):
+        token = minter(cfg).mint("alice").token
+        assert jwt.get_unverified_header(token)["typ"] == written
+        assert validate(cfg, token).valid
+
+
+def test_mint_stays_within_the_lifetime_bound() -> None:
+    for cfg in (
+        insecure(SIDECAR_JWT_MAX_LIFETIME_SECONDS="300"),
+        secure("HS256", SIDECAR_JWT_MAX_LIFETIME_SECONDS="300"),
+    ):
+        default = minter(cfg).mint("alice")
+        claims = segment(default.token, 1)
+        assert claims["exp"] - claims["iat"] == 300  # not the 15-minute default
+        assert validate(cfg, default.token).valid
+        assert validate(cfg, minter(cfg).mint("alice", ttl=300).token).valid
+        with pytest.raises(MintInvalidArgument, match="SIDECAR_JWT_MAX_LIFETIME_SECONDS"):
+            minter(cfg).mint("alice", ttl=301)

@@ -1124,3 +1124,67 @@ def test_decoded_headers_are_remembered_within_a_bound() -> None:
     for n in range(1, 200):
         assert jws.parse(unsigned({}, header={"alg": "none", "n": n}), 8192).header["n"] == n
     assert len(jws._HEADERS) <= jws._MAX_HEADERS
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile checks of our own (issue 19), off unless configured: `typ` and the lifetime.
+
+
+def typed(mode: Mode, typ: Any, claims: dict[str, Any]) -> str:
+    """A token of `mode` whose header's `typ` is `typ` (DROP: no `typ`)."""
+    header: dict[str, Any] = {"alg": mode.alg or "none"}
+    if typ is not DROP:
+        header["typ"] = typ
+    if mode.alg is None:
+        return f"{b64url(_json(header))}.{b64url(_json(claims))}."
+    return forge(mode.alg, header, claims)
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"])
+def test_a_typ_allow_list_compares_as_rfc_7515_says(some_mode: Mode, typ: str) -> None:
+    claims = some_mode.claims(sub="alice")
+    decision = some_mode.validator(SIDECAR_JWT_TYP="at+jwt").decide(typed(some_mode, typ, claims))
+    assert_valid(decision, "alice", claims)
+
+
+@pytest.mark.parametrize(
+    ("typ", "expected"),
+    [
+        ("JWT", (Reason.INVALID_CLAIM, 'Invalid "typ" header value: "JWT"')),
+        (
+            "application/jwt+at",
+            (Reason.INVALID_CLAIM, 'Invalid "typ" header value: "application/jwt+at"'),
+        ),
+        (7, (Reason.INVALID_CLAIM, 'Invalid "typ" header value: 7')),
+        (DROP, (Reason.MISSING_CLAIM, 'Missing required "typ" header')),
+    ],
+)
+def test_another_typ_is_refused(some_mode: Mode, typ: Any, expected: Expected) -> None:
+    token = typed(some_mode, typ, some_mode.claims(sub="alice"))
+    assert_refused(some_mode.validator(SIDECAR_JWT_TYP="at+jwt, jwt+x").decide(token), expected)
+
+
+def test_without_a_typ_list_any_typ_passes(some_mode: Mode) -> None:
+    claims = some_mode.claims(sub="alice")
+    for typ in ("JWT", "at+jwt", 7, DROP):
+        assert some_mode.validator().decide(typed(some_mode, typ, claims)).valid
+
+
+def test_a_lifetime_bound(some_mode: Mode) -> None:
+    checked = some_mode.validator(SIDECAR_JWT_MAX_LIFETIME_SECONDS="600")
+    at_bound = some_mode.token(some_mode.claims(sub="alice", iat=NOW - 100, exp=NOW + 500))
+    assert checked.decide(at_bound).valid
+    longer = some_mode.token(some_mode.claims(sub="alice", iat=NOW - 100, exp=NOW + 501))
+    assert_refused(
+        checked.decide(longer),
+        (Reason.INVALID_CLAIM, "Token lifetime (exp - iat) of 601 s exceeds 600 s"),
+    )
+    assert some_mode.validator().decide(longer).valid  # off by default: Electric's semantics
+
+
+@pytest.mark.parametrize("absent", ["iat", "exp"])
+def test_a_lifetime_bound_needs_iat_and_exp(absent: str) -> None:
+    claims = {"user_id": "alice", "iat": NOW - 10, "exp": NOW + 10}
+    del claims[absent]
+    checked = validator(None, SIDECAR_JWT_MAX_LIFETIME_SECONDS="600")
+    assert_refused(checked.decide(unsigned(claims)), missing(absent))
