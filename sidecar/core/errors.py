@@ -28,6 +28,11 @@ class TokenError(SidecarError):
         super().__init__(self.message)
 
 
+def _shown(value: Any) -> str:
+    """A value as Electric prints it, as Jason would: compact JSON, non-ASCII left as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 class MalformedToken(TokenError):
     reason = Reason.MALFORMED
     message = "Invalid token"
@@ -64,9 +69,7 @@ class InvalidClaim(TokenError):
     reason = Reason.INVALID_CLAIM
 
     def __init__(self, claim: str, value: Any) -> None:
-        # Electric prints the value as Jason would: compact JSON, non-ASCII left as is.
-        shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        super().__init__(f'Invalid "{claim}" claim value: {shown}')
+        super().__init__(f'Invalid "{claim}" claim value: {_shown(value)}')
 
 
 class MissingHeader(TokenError):
@@ -84,8 +87,7 @@ class InvalidHeader(TokenError):
     reason = Reason.INVALID_CLAIM
 
     def __init__(self, name: str, value: Any) -> None:
-        shown = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        super().__init__(f'Invalid "{name}" header value: {shown}')
+        super().__init__(f'Invalid "{name}" header value: {_shown(value)}')
 
 
 class LifetimeTooLong(TokenError):
