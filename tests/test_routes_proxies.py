@@ -1,6 +1,7 @@
 """Routes through real proxies: Envoy asking Check over gRPC (examples/envoy/envoy.yaml), Envoy's
-`http_service` and nginx's `auth_request` (examples/forward-auth/) in front of the upstream echo,
-with one real sidecar process and one file of routes.
+`http_service`, nginx's `auth_request`, Caddy's `forward_auth` and Traefik's `forwardAuth`
+(examples/forward-auth/) in front of the upstream echo, with one real sidecar process and one file
+of routes.
 
 Scopes, roles, a CEL rule on the method, an anonymous route, dry-run, the cookie and the claim
 headers: what reached upstream is what the echo answers; whether anything reached it, its count.
@@ -16,12 +17,15 @@ from typing import Any
 
 import pytest
 from proxies import (
+    BINARIES,
     answering,
     binary,
     http_api_address,
     send,
+    start_caddy_example,
     start_envoy_example,
     start_nginx_example,
+    start_traefik_example,
     stop,
 )
 from support import (
@@ -42,7 +46,12 @@ ALICE = unsigned(
 )
 BOB = unsigned({"user_id": "bob", "scp": ["sync"], "realm_access": {"roles": ["analyst"]}})
 WRITER = unsigned({"user_id": "carol", "scp": ["sync", "sync:write"]})
-KINDS = ("envoy-grpc", "envoy-http", "nginx")
+KINDS = ("envoy-grpc", "envoy-http", "nginx", "caddy", "traefik")
+STARTERS = {
+    "nginx": start_nginx_example,
+    "caddy": start_caddy_example,
+    "traefik": start_traefik_example,
+}
 
 
 @pytest.fixture(scope="module", params=KINDS)
@@ -51,8 +60,8 @@ def proxy(
 ) -> Iterator[tuple[int, Upstream, Envoy | None]]:
     """A proxy's port in front of the echo, and the Envoy when it is one."""
     kind = request.param
-    if kind == "nginx":
-        binary("nginx")
+    if kind in BINARIES:
+        binary(kind)
     routes = tmp_path_factory.mktemp("routes") / "sidecar.toml"
     routes.write_text(ROUTES)
     env = {
@@ -81,7 +90,7 @@ def proxy(
                 process = envoy.process
             else:
                 port = closed_port()
-                process = start_nginx_example(directory, port, up, api)
+                process = STARTERS[kind](directory, port, up, api)
                 stack.callback(stop, process)
             answering(port, process)
         yield port, upstream, envoy
