@@ -29,8 +29,8 @@ from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from sidecar import config
 
@@ -44,6 +44,12 @@ CURVES: dict[str, ec.EllipticCurve] = {
     "ES512": ec.SECP521R1(),
 }
 CURVE_NAMES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+# Beyond Electric's nine: RSA-PSS and EdDSA (RFC 8037), and RFC 9864's names for one curve.
+EXTENDED = ("PS256", "PS384", "PS512", "EdDSA", "Ed25519", "Ed448")
+# PyJWT signs `EdDSA` with either curve; this instance also takes RFC 9864's names.
+_PYJWS = jwt.PyJWS()
+for _name in ("Ed25519", "Ed448"):
+    _PYJWS.register_algorithm(_name, OKPAlgorithm())
 # Every spelling that Electric's router serves as /v1/shape (GHSA-m4f6-p2j8-rq76).
 SHAPE_PATH_SPELLINGS = (
     "/v1/shape",
@@ -67,10 +73,15 @@ class KeyPair:
 
 @cache
 def key_pair(alg: str, which: int = 0) -> KeyPair:
-    """A key pair for an RS or ES algorithm, made once per test run; `which` picks another."""
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-    if alg.startswith("RS"):
+    """A key pair for an asymmetric algorithm, made once per test run; `which` picks another.
+    `EdDSA` gets an Ed25519 key."""
+    private: Any
+    if alg.startswith(("RS", "PS")):
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif alg == "Ed448":
+        private = ed448.Ed448PrivateKey.generate()
+    elif alg in ("EdDSA", "Ed25519"):
+        private = ed25519.Ed25519PrivateKey.generate()
     else:
         private = ec.generate_private_key(CURVES[alg])
     return KeyPair(
@@ -114,6 +125,9 @@ def insecure_config(**extra: str) -> config.Config:
 
 def sign(alg: str, claims: Mapping[str, Any], headers: Mapping[str, Any] | None = None) -> str:
     """A token signed by PyJWT with the test key for `alg`."""
+    if alg in ("Ed25519", "Ed448"):
+        payload = json.dumps(dict(claims), separators=(",", ":")).encode()
+        return _PYJWS.encode(payload, _signing_key(alg), algorithm=alg, headers=dict(headers or {}))
     return jwt.encode(dict(claims), _signing_key(alg), algorithm=alg, headers=dict(headers or {}))
 
 
@@ -125,12 +139,12 @@ def _signing_key(alg: str) -> Any:
     return serialization.load_pem_private_key(key_pair(alg).private_pem.encode(), password=None)
 
 
-def public_jwk(
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, **members: Any
-) -> dict[str, Any]:
+def public_jwk(key: Any, **members: Any) -> dict[str, Any]:
     """`key`'s public half as a JWK, by PyJWT (not the sidecar), plus `members` (`kid`...)."""
     if isinstance(key, rsa.RSAPrivateKey):
         jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    elif isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)):
+        jwk = OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
     else:
         jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     return {**jwk, **members}

@@ -166,7 +166,9 @@ def test_iss_and_aud_are_required_only_when_set() -> None:
 # AUTH_JWT_ALG and AUTH_JWT_KEY, in Electric's words
 
 
-@pytest.mark.parametrize("alg", ["", "none", "hs256", "HS1024", "PS256", "EdDSA", "ES256K"])
+@pytest.mark.parametrize(
+    "alg", ["", "none", "hs256", "HS1024", "ps256", "eddsa", "ED25519", "PS1024", "ES256K"]
+)
 def test_bad_alg(alg: str) -> None:
     line = only_problem({"AUTH_JWT_ALG": alg, "AUTH_JWT_KEY": HS_SECRET})
     assert line.startswith(ALG_PROBLEM)

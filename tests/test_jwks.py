@@ -86,7 +86,13 @@ def test_thumbprint_covers_only_the_required_members(ec_key: ec.EllipticCurvePri
     assert algorithms.thumbprint({**bare, "kid": "x", "use": "sig"}) == algorithms.thumbprint(bare)
     assert algorithms.thumbprint({**bare, "x": bare["y"]}) != algorithms.thumbprint(bare)
     with pytest.raises(ValueError, match="thumbprint"):
-        algorithms.thumbprint({"kty": "OKP", "crv": "Ed25519", "x": "AA"})
+        algorithms.thumbprint({"kty": "OKP", "crv": "Ed25519"})
+
+
+def test_okp_thumbprint_matches_rfc_8037() -> None:
+    """RFC 8037 Appendix A.3: the Ed25519 key of A.2 and its thumbprint."""
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+    assert algorithms.thumbprint(jwk) == "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
 
 
 def test_the_kid_selects_the_key(rsa_keys: list[rsa.RSAPrivateKey]) -> None:
@@ -192,7 +198,7 @@ def test_unusable_keys_are_skipped_with_their_kid_named(
     )
     keys, warnings = jwks.parse(document, frozenset({"RS256", "ES256", "HS256"}), allow_oct=False)
     assert warnings == [
-        "skipped key #0 (no kid): unknown key type 'OKP'",
+        "skipped key #0 (no kid): it fits EdDSA, Ed25519, none of which is allowed",
         "skipped kid 'small': it is a 1024-bit RSA key; at least 2048 bits are needed",
         "skipped kid 'hmac': symmetric (oct) keys are never taken from a URL",
         "skipped kid 'curve': its x and y are not a point on P-256",

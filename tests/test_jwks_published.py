@@ -14,8 +14,8 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from support import CURVE_NAMES, insecure_config, key_pair, secure_config, secure_env
 
 from sidecar import config
@@ -31,6 +31,8 @@ def _public_jwk(alg: str) -> dict[str, Any]:
     public = serialization.load_pem_public_key(key_pair(alg).public_pem.encode())
     if isinstance(public, rsa.RSAPublicKey):
         jwk = RSAAlgorithm.to_jwk(public, as_dict=True)
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        jwk = OKPAlgorithm.to_jwk(public, as_dict=True)
     else:
         assert isinstance(public, ec.EllipticCurvePublicKey)
         jwk = ECAlgorithm.to_jwk(public, as_dict=True)
@@ -38,7 +40,7 @@ def _public_jwk(alg: str) -> dict[str, Any]:
     return jwk
 
 
-@pytest.mark.parametrize("alg", ["RS256", "ES256", "ES384", "ES512"])
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "ES384", "ES512", "PS256", "PS512", "EdDSA"])
 def test_the_published_key_is_the_signers_public_key(alg: str) -> None:
     cfg = secure_config(alg)
     (jwk,) = algorithms.published_jwks(cfg.signer)["keys"]

@@ -2,7 +2,8 @@
 
 The provider issues JWT access tokens (client credentials + resource indicators); the sidecar
 finds its keys through OIDC discovery, accepts its tokens, and follows its key rotation without
-a restart; routes read the `scope` claim of its tokens.
+a restart; routes read the `scope` claim of its tokens. Providers signing with PS256, EdDSA and
+Ed25519 keys are accepted end to end too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -71,6 +73,12 @@ def _read_line(stream: IO[str], timeout: float) -> str:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
+    with _provider("RS256") as started:
+        yield started
+
+
+@contextmanager
+def _provider(alg: str) -> Iterator[Provider]:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         if os.environ.get("CI") == "true":
@@ -85,6 +93,7 @@ def provider() -> Iterator[Provider]:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "SIGNING_ALG": alg},
     )
     try:
         assert process.stdout is not None
@@ -199,3 +208,32 @@ def test_routes_read_the_providers_scope_claim(
         refused = on("/admin/users")
         assert (refused.valid, refused.reason) == (False, auth_pb2.REASON_FORBIDDEN)
         assert refused.message == 'route "admin" requires scope "admin"'
+
+
+@pytest.mark.parametrize("alg", ["PS256", "EdDSA", "Ed25519"])
+def test_a_provider_signing_with_pss_or_eddsa(alg: str, sidecar_factory: StartSidecar) -> None:
+    with _provider(alg) as signing:
+        sidecar = sidecar_factory(
+            {
+                "AUTH_MODE": "secure",
+                "AUTH_JWT_ALG": alg,
+                "AUTH_JWT_OIDC_ISSUER": signing.issuer,
+                "AUTH_JWT_AUD": signing.resource,
+                "SIDECAR_JWT_TYP": "at+jwt",
+            }
+        )
+        with grpc.insecure_channel(sidecar.address) as channel:
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            auth = auth_pb2_grpc.AuthServiceStub(channel)
+            serving = health_pb2.HealthCheckResponse.SERVING
+            until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+            token = signing.access_token()
+            assert jwt.get_unverified_header(token)["alg"] == alg
+            response = auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
+            assert response.valid, response.message
+            assert response.user_id == signing.client_id
+            header, payload, signature = token.split(".")
+            forged = f"{header}.{payload}.{signature[:-4]}AAAA"
+            refused = auth.Validate(auth_pb2.ValidateRequest(token=forged), timeout=10)
+            assert refused.reason == auth_pb2.REASON_BAD_SIGNATURE
+        sidecar.terminate()

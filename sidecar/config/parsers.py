@@ -66,7 +66,7 @@ def mode(raw: str) -> Mode:
 def alg_list(raw: str) -> tuple[str, ...]:
     """One algorithm, or (with a JWKS source) a comma-separated allow-list."""
     algs = tuple(dict.fromkeys(a.strip() for a in raw.split(",") if a.strip()))
-    if not algs or any(a not in algorithms.ALGORITHMS for a in algs):
+    if not algs or any(a not in algorithms.SUPPORTED_ALGS for a in algs):
         raise Invalid(ALG_PROBLEM)
     return algs
 

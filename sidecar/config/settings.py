@@ -30,8 +30,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "AUTH_JWT_ALG",
-        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required); with a JWKS source, "
-        "a comma-separated allow-list such as `RS256,ES256`",
+        "secure: HS256/384/512, RS256/384/512 or ES256/384/512 (required), or beyond Electric "
+        "PS256/384/512, EdDSA, Ed25519 or Ed448; with a JWKS source, a comma-separated "
+        "allow-list such as `RS256,ES256`",
         parsers.alg_list,
         secure_only=True,
         missing=parsers.ALG_PROBLEM,

@@ -3,7 +3,8 @@
 Every check that a key fits its algorithm happens here, so that the request path never parses a
 PEM or meets a key of the wrong kind. Problems are raised as `KeyProblem` with a sentence that the
 config loader prefixes with the variable's name. python-jose's cryptography backend does the
-signing and verifying; only this module knows it.
+signing and verifying for Electric's nine algorithms; `sidecar.keys.native` does PS* and EdDSA,
+which python-jose lacks, over `cryptography` directly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jose.backends.base import Key
 from jose.backends.cryptography_backend import (
     CryptographyECKey,
@@ -25,10 +26,27 @@ from jose.backends.cryptography_backend import (
 )
 from jose.exceptions import JWKError
 
+from sidecar.keys.native import ED_CURVES, PSS_HASHES, EdKey, PssKey, ed_curve
+
 HS_ALGS = ("HS256", "HS384", "HS512")
 RS_ALGS = ("RS256", "RS384", "RS512")
 ES_ALGS = ("ES256", "ES384", "ES512")
 ALGORITHMS = HS_ALGS + RS_ALGS + ES_ALGS
+"""Electric's nine, the ones its error message lists."""
+PS_ALGS = tuple(PSS_HASHES)
+# RFC 9864: `EdDSA` names either curve (deprecated, still what most providers write); `Ed25519`
+# and `Ed448` name one.
+ED_ALGS = ("EdDSA", *ED_CURVES)
+EXTENDED_ALGS = PS_ALGS + ED_ALGS
+"""Beyond Electric: accepted only when configured, with a PEM key or a JWK Set."""
+SUPPORTED_ALGS = ALGORITHMS + EXTENDED_ALGS
+RSA_ALGS = RS_ALGS + PS_ALGS
+
+
+def ed_algs(crv: str) -> tuple[str, ...]:
+    """The algs an OKP key of curve `crv` may verify: `EdDSA` and its own name."""
+    return ("EdDSA", crv)
+
 
 # RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 HS_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -114,6 +132,7 @@ _THUMBPRINT_MEMBERS = {
     "RSA": ("e", "kty", "n"),
     "EC": ("crv", "kty", "x", "y"),
     "oct": ("k", "kty"),
+    "OKP": ("crv", "kty", "x"),  # RFC 8037 §2
 }
 
 
@@ -121,7 +140,7 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 JWK thumbprint (SHA-256, base64url): a key's name derived from the key alone."""
     members = _THUMBPRINT_MEMBERS.get(jwk.get("kty", ""))
     if members is None or not all(isinstance(jwk.get(m), str) for m in members):
-        raise ValueError("a thumbprint needs kty RSA, EC or oct with its required members")
+        raise ValueError("a thumbprint needs kty RSA, EC, OKP or oct with its required members")
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode("utf-8")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
@@ -134,7 +153,7 @@ def key_thumbprint(key: Key) -> str:
 
 
 def published_jwks(signer: object) -> dict[str, list[dict[str, str]]]:
-    """The JWK Set that lets others verify Mint's tokens: the RS/ES signer's public key, with
+    """The JWK Set that lets others verify Mint's tokens: the signer's public key, with
     the kid Mint writes in its headers. An HS signer's key is a secret: never published."""
     if not isinstance(signer, JoseSigner) or signer.alg in HS_ALGS:
         return {"keys": []}
@@ -150,7 +169,7 @@ def verifier(alg: str, material: str) -> JoseVerifier:
         return JoseVerifier(alg, _hmac_key(alg, material))
     public = _load_public(alg, material)
     _check_fits(alg, public)
-    return JoseVerifier(alg, _asymmetric(alg, public))
+    return JoseVerifier(alg, ready_key(alg, public))
 
 
 def hs_signer(verifier: JoseVerifier) -> JoseSigner:
@@ -159,7 +178,7 @@ def hs_signer(verifier: JoseVerifier) -> JoseSigner:
 
 
 def signer(alg: str, material: str, verifier: JoseVerifier | None) -> JoseSigner:
-    """Builds Mint's signer for an RS or ES `alg` and checks it pairs with `verifier`.
+    """Builds Mint's signer for an asymmetric `alg` and checks it pairs with `verifier`.
 
     `verifier=None` (a JWK Set is the key source) leaves the pairing check to the caller. The
     kid is the key's RFC 7638 thumbprint; the caller may rename it after a JWK's own kid.
@@ -168,10 +187,10 @@ def signer(alg: str, material: str, verifier: JoseVerifier | None) -> JoseSigner
         private = serialization.load_pem_private_key(material.encode("utf-8"), password=None)
     except (ValueError, TypeError):
         raise KeyProblem(_not_valid(alg, "private")) from None
-    if not isinstance(private, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+    if not isinstance(private, _PRIVATE if alg in EXTENDED_ALGS else _PRIVATE[:2]):
         raise KeyProblem(_not_valid(alg, "private"))
     _check_fits(alg, private.public_key())
-    key = _asymmetric(alg, private)
+    key = ready_key(alg, private)
     if verifier is not None and key.public_key().to_pem() != verifier.key.public_key().to_pem():
         raise KeyProblem("is not the private half of AUTH_JWT_KEY; Mint's tokens would not verify")
     return JoseSigner(alg, key, key_thumbprint(key))
@@ -188,14 +207,37 @@ def _hmac_key(alg: str, material: str) -> Key:
         raise KeyProblem(f"is a PEM or SSH key, but {alg} needs a shared secret") from None
 
 
-def _asymmetric(alg: str, key: object) -> Key:
-    """Wraps a checked cryptography key; python-jose's cryptography backend does the signing."""
-    if alg in RS_ALGS:
-        return CryptographyRSAKey(key, alg)
-    return CryptographyECKey(key, alg)
+_PUBLIC = (
+    rsa.RSAPublicKey,
+    ec.EllipticCurvePublicKey,
+    ed25519.Ed25519PublicKey,
+    ed448.Ed448PublicKey,
+)
+_PRIVATE = (
+    rsa.RSAPrivateKey,
+    ec.EllipticCurvePrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+)
+Public = (
+    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+)
+# Which class wraps a checked cryptography key for each asymmetric alg.
+_WRAPPERS: dict[str, Any] = {
+    **dict.fromkeys(RS_ALGS, CryptographyRSAKey),
+    **dict.fromkeys(ES_ALGS, CryptographyECKey),
+    **dict.fromkeys(PS_ALGS, PssKey),
+    **dict.fromkeys(ED_ALGS, EdKey),
+}
 
 
-def _load_public(alg: str, material: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+def ready_key(alg: str, key: object) -> Key:
+    """Wraps a cryptography key that fits `alg` in the class that signs and verifies for it."""
+    wrapped: Key = _WRAPPERS[alg](key, alg)
+    return wrapped
+
+
+def _load_public(alg: str, material: str) -> Public:
     data = material.encode("utf-8")
     if b"PRIVATE KEY-----" in data:
         raise KeyProblem(
@@ -206,13 +248,21 @@ def _load_public(alg: str, material: str) -> rsa.RSAPublicKey | ec.EllipticCurve
         public = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
         raise KeyProblem(_not_valid(alg, "public")) from None
-    if not isinstance(public, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+    # Electric's nine keep Electric's wording for any key of another family.
+    if not isinstance(public, _PUBLIC if alg in EXTENDED_ALGS else _PUBLIC[:2]):
         raise KeyProblem(_not_valid(alg, "public"))
     return public
 
 
-def _check_fits(alg: str, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> None:
-    if alg in RS_ALGS:
+def _check_fits(alg: str, public: object) -> None:
+    if alg in ED_ALGS:
+        crv = ed_curve(public)
+        if crv is None:
+            raise KeyProblem(f"is not an Ed25519 or Ed448 key, but AUTH_JWT_ALG={alg} needs one")
+        if alg not in ed_algs(crv):
+            raise KeyProblem(f"is an {crv} key, but {alg} needs {alg}")
+        return
+    if alg in RSA_ALGS:
         if not isinstance(public, rsa.RSAPublicKey):
             raise KeyProblem(f"is not an RSA key, but AUTH_JWT_ALG={alg} needs one")
         if public.key_size < RSA_MIN_BITS:
@@ -228,7 +278,12 @@ def _check_fits(alg: str, public: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) 
 
 
 def _not_valid(alg: str, kind: str) -> str:
-    family = "RSA" if alg in RS_ALGS else f"EC {ES_CURVES[alg].crv}"
+    if alg in RSA_ALGS:
+        family = "RSA"
+    elif alg in ED_ALGS:
+        family = "Ed25519 or Ed448" if alg == "EdDSA" else alg
+    else:
+        family = f"EC {ES_CURVES[alg].crv}"
     return (
         f"is not a valid key for AUTH_JWT_ALG={alg} or it has invalid format; "
         f"expected an {family} {kind} key in PEM: {_PEM_HINT[kind]}"

@@ -15,24 +15,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose.backends.base import Key
-from jose.backends.cryptography_backend import (
-    CryptographyECKey,
-    CryptographyHMACKey,
-    CryptographyRSAKey,
-)
+from jose.backends.cryptography_backend import CryptographyHMACKey
 from jose.exceptions import JWKError
 
 from sidecar.core import jws
 from sidecar.core.errors import KeysUnavailable, MalformedToken
 from sidecar.keys.algorithms import (
-    ES_ALGS,
     HS_ALGS,
     HS_MIN_BYTES,
     JWK_CURVES,
-    RS_ALGS,
+    RSA_ALGS,
     RSA_MIN_BITS,
+    ed_algs,
+    ready_key,
     thumbprint,
 )
+from sidecar.keys.native import ED_CURVES, EdPublic
 
 # A token without `kid` is tried against at most this many fitting keys, so that it costs a
 # bounded number of signature checks whatever the set holds.
@@ -204,13 +202,15 @@ def _build(jwk: Any, allowed: frozenset[str], allow_oct: bool) -> dict[str, Key]
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise _Skip('its "key_ops" do not include "verify"')
     kty = jwk.get("kty")
-    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | bytes
+    key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | EdPublic | bytes
     algs: tuple[str, ...]
     if kty == "RSA":
-        key, algs = _rsa(jwk), RS_ALGS
+        key, algs = _rsa(jwk), RSA_ALGS
     elif kty == "EC":
         key, alg = _ec(jwk)
         algs = (alg,)
+    elif kty == "OKP":
+        key, algs = _okp(jwk)
     elif kty == "oct":
         if not allow_oct:
             raise _Skip("symmetric (oct) keys are never taken from a URL")
@@ -235,10 +235,8 @@ def _build(jwk: Any, allowed: frozenset[str], allow_oct: bool) -> dict[str, Key]
 
 
 def _ready(alg: str, key: object) -> Key | None:
-    if alg in RS_ALGS:
-        return CryptographyRSAKey(key, alg)
-    if alg in ES_ALGS:
-        return CryptographyECKey(key, alg)
+    if alg not in HS_ALGS:
+        return ready_key(alg, key)
     assert isinstance(key, bytes)  # noqa: S101 - oct keys are bytes by construction
     if len(key) < HS_MIN_BYTES[alg]:  # RFC 7518 §3.2
         return None
@@ -275,6 +273,18 @@ def _ec(jwk: Mapping[str, Any]) -> tuple[ec.EllipticCurvePublicKey, str]:
         return point.public_key(), alg
     except ValueError:
         raise _Skip(f"its x and y are not a point on {crv}") from None
+
+
+def _okp(jwk: Mapping[str, Any]) -> tuple[EdPublic, tuple[str, ...]]:
+    """RFC 8037 §2: an Ed25519 or Ed448 public key, `x` its raw encoding."""
+    crv = jwk.get("crv")
+    if crv not in ED_CURVES:
+        raise _Skip(f"unknown OKP curve {str(crv)[:20]!r}")
+    try:
+        key = ED_CURVES[crv][0].from_public_bytes(_octets(jwk, "x"))
+    except ValueError:
+        raise _Skip(f"its x is not an {crv} public key") from None
+    return key, ed_algs(crv)
 
 
 def _octets(jwk: Mapping[str, Any], member: str) -> bytes:

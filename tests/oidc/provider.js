@@ -4,6 +4,7 @@
 // line, and answers each with "ok": "rotate" publishes a new signing key next to the old one
 // (new tokens are signed with it), "retire" drops every key but the newest. The listener stays;
 // only the provider behind it is rebuilt, as a provider's own key rotation looks from outside.
+// SIGNING_ALG (RS256 by default; PS256, EdDSA or Ed25519) picks the keys and what signs tokens.
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
@@ -16,9 +17,13 @@ for (const level of ["log", "info", "warn"]) console[level] = console.error;
 export const CLIENT = { id: "sidecar-test", secret: "sidecar-test-secret-0123456789abcdef" };
 export const RESOURCE = "urn:auth-sidecar:test";
 
+const ALG = process.env.SIGNING_ALG || "RS256";
+
 function newKey() {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  return { ...privateKey.export({ format: "jwk" }), kid: randomUUID(), alg: "RS256", use: "sig" };
+  const { privateKey } = ALG.startsWith("Ed")
+    ? generateKeyPairSync("ed25519")
+    : generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return { ...privateKey.export({ format: "jwk" }), kid: randomUUID(), alg: ALG, use: "sig" };
 }
 
 function build(issuer, keys) {
@@ -32,6 +37,7 @@ function build(issuer, keys) {
         grant_types: ["client_credentials"],
         redirect_uris: [],
         response_types: [],
+        id_token_signed_response_alg: ALG,
       },
     ],
     features: {
@@ -48,7 +54,7 @@ function build(issuer, keys) {
             audience: RESOURCE,
             accessTokenTTL: 300,
             accessTokenFormat: "jwt",
-            jwt: { sign: { alg: "RS256" } },
+            jwt: { sign: { alg: ALG } },
           };
         },
       },
