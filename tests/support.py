@@ -107,7 +107,7 @@ def signing_material(alg: str) -> str:
 
 
 def secure_env(alg: str, **extra: str) -> dict[str, str]:
-    """Environment for a secure sidecar; asymmetric algorithms get a signing key so that Mint works."""
+    """Environment for a secure sidecar; asymmetric algs get a signing key so that Mint works."""
     env = {"AUTH_MODE": "secure", "AUTH_JWT_ALG": alg, "AUTH_JWT_KEY": verify_material(alg)}
     if not alg.startswith("HS"):
         env["AUTH_JWT_SIGNING_KEY"] = key_pair(alg).private_pem

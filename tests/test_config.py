@@ -568,6 +568,10 @@ def test_secure_only_list_covers_the_secure_settings() -> None:
         "AUTH_JWT_SIGNING_KEY_FILE",
         "SIDECAR_MINT_SECRET",
         "SIDECAR_MINT_SECRET_FILE",
+        "SIDECAR_INTROSPECTION_URL",
+        "SIDECAR_INTROSPECTION_CLIENT_ID",
+        "SIDECAR_INTROSPECTION_CLIENT_SECRET",
+        "SIDECAR_INTROSPECTION_CLIENT_SECRET_FILE",
     }
 
 
@@ -874,6 +878,7 @@ def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
     # SIDECAR_CONFIG_FILE's [[routes]] the routes.
     derived = {"verifier", "signer", "alg", "remote", "warnings", "files", "issuers", "tls"}
     derived.add("routes")
+    derived.add("introspection")  # the introspection rule joins SIDECAR_INTROSPECTION_*
     assert top | derived | {"envoy", "fetch"} == names
     assert nested == envoy
     assert fetch == {f.name for f in dataclasses.fields(FetchSettings)}

@@ -22,7 +22,7 @@ from sidecar.adapters.gate import Gate
 from sidecar.config import Config
 from sidecar.core.errors import BindError, ConfigError, KeysUnavailable
 from sidecar.core.validator import Decision
-from sidecar.protocols.http import Request
+from sidecar.protocols.http import Reply, Request
 from sidecar.protocols.http_server import HttpServer, Limits, Route
 from sidecar.runtime import server
 
@@ -249,7 +249,9 @@ def test_only_allows_may_be_cached_and_never_past_the_tokens_expiry() -> None:
     forward = ForwardAuth(gate, "/auth", 16, max_age=5, clock=lambda: now)
 
     def cache_control(headers: dict[str, str]) -> str:
-        head = forward(Request("GET", "/auth/v1/x", headers)).head.decode()
+        answer = forward(Request("GET", "/auth/v1/x", headers))
+        assert isinstance(answer, Reply)  # decided at once: no introspection here
+        head = answer.head.decode()
         (value,) = [line[15:] for line in head.split("\r\n") if line.startswith("cache-control: ")]
         return value
 
@@ -263,7 +265,9 @@ def test_only_allows_may_be_cached_and_never_past_the_tokens_expiry() -> None:
     preflight = {"origin": "https://app", "access-control-request-method": "GET"}
     assert cache_control(preflight) == "no-store"
     uncached = ForwardAuth(gate, "/auth", 16)
-    head = uncached(Request("GET", "/auth/v1/x", lasting)).head
+    answer = uncached(Request("GET", "/auth/v1/x", lasting))
+    assert isinstance(answer, Reply)
+    head = answer.head
     assert b"cache-control: no-store\r\n" in head
 
 

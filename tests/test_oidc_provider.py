@@ -3,7 +3,8 @@
 The provider issues JWT access tokens (client credentials + resource indicators); the sidecar
 finds its keys through OIDC discovery, accepts its tokens, and follows its key rotation without
 a restart; routes read the `scope` claim of its tokens. Providers signing with PS256, EdDSA and
-Ed25519 keys are accepted end to end too.
+Ed25519 keys are accepted end to end too. Its opaque access tokens are decided through its RFC
+7662 introspection endpoint, over Validate and forward auth, and refused once revoked.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import grpc
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from proxies import http_api_address, send
 from support import StartSidecar, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
@@ -40,6 +42,8 @@ class Provider:
     client_id: str
     client_secret: str
     resource: str
+    opaque_resource: str
+    introspector: tuple[str, str]
 
     def command(self, line: str) -> None:
         """Sends `rotate` or `retire`; returns once the provider has applied it."""
@@ -48,21 +52,30 @@ class Provider:
         self.process.stdin.flush()
         assert _read_line(self.process.stdout, 20) == "ok"
 
-    def access_token(self) -> str:
-        """A JWT access token for the test resource, by the client credentials grant."""
-        credentials = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+    def access_token(self, resource: str | None = None) -> str:
+        """An access token for `resource` (the JWT one by default), by client credentials."""
         body = urllib.parse.urlencode(
-            {"grant_type": "client_credentials", "resource": self.resource, "scope": "api"}
+            {
+                "grant_type": "client_credentials",
+                "resource": resource or self.resource,
+                "scope": "api",
+            }
         ).encode()
+        return str(self._post("/token", body)["access_token"])
+
+    def revoke(self, token: str) -> None:
+        """RFC 7009 revocation, as the client that holds the token."""
+        self._post("/token/revocation", urllib.parse.urlencode({"token": token}).encode(), False)
+
+    def _post(self, path: str, body: bytes, answer: bool = True) -> Any:
+        credentials = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         request = urllib.request.Request(
-            self.issuer + "/token",
+            self.issuer + path,
             data=body,
             headers={"Authorization": f"Basic {credentials}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
-            token = json.load(response)["access_token"]
-        assert isinstance(token, str)
-        return token
+            return json.load(response) if answer else response.read()
 
 
 def _read_line(stream: IO[str], timeout: float) -> str:
@@ -104,6 +117,8 @@ def _provider(alg: str) -> Iterator[Provider]:
             started["client"]["id"],
             started["client"]["secret"],
             started["resource"],
+            started["opaque_resource"],
+            (started["introspector"]["id"], started["introspector"]["secret"]),
         )
     finally:
         if process.stdin is not None:
@@ -237,3 +252,57 @@ def test_a_provider_signing_with_pss_or_eddsa(alg: str, sidecar_factory: StartSi
             refused = auth.Validate(auth_pb2.ValidateRequest(token=forged), timeout=10)
             assert refused.reason == auth_pb2.REASON_BAD_SIGNATURE
         sidecar.terminate()
+
+
+def test_opaque_tokens_through_the_providers_introspection(
+    provider: Provider, sidecar_factory: StartSidecar
+) -> None:
+    client_id, secret = provider.introspector
+    sidecar = sidecar_factory(
+        {
+            "AUTH_MODE": "secure",
+            "AUTH_JWT_ALG": "RS256",
+            "AUTH_JWT_OIDC_ISSUER": provider.issuer,
+            "AUTH_JWT_AUD": provider.opaque_resource,
+            "SIDECAR_INTROSPECTION_URL": provider.issuer + "/token/introspection",
+            "SIDECAR_INTROSPECTION_CLIENT_ID": client_id,
+            "SIDECAR_INTROSPECTION_CLIENT_SECRET": secret,
+            "SIDECAR_INTROSPECTION_CACHE_SECONDS": "1",
+            "SIDECAR_HTTP_API_LISTEN": "127.0.0.1:0",
+        }
+    )
+    api_port = int(http_api_address(sidecar.logged(" http_api=")).rpartition(":")[2])
+    with grpc.insecure_channel(sidecar.address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+
+        def validate(token: str) -> auth_pb2.ValidateResponse:
+            return auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
+
+        serving = health_pb2.HealthCheckResponse.SERVING
+        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+        token = provider.access_token(provider.opaque_resource)
+        assert "." not in token  # opaque, not a JWT
+        response = validate(token)
+        assert response.valid, response.message
+        assert response.user_id == provider.client_id  # client credentials: the client
+        assert response.claims["aud"] == provider.opaque_resource
+        assert response.claims["scope"] == "api"
+        status, headers, _ = send(api_port, "/auth/v1/shape", {"authorization": f"Bearer {token}"})
+        assert (status, headers["x-user-id"]) == (200, provider.client_id)
+
+        # Revoked before the sidecar saw it: refused on its first use.
+        unseen = provider.access_token(provider.opaque_resource)
+        provider.revoke(unseen)
+        refused = validate(unseen)
+        assert (refused.valid, refused.reason) == (False, auth_pb2.REASON_INACTIVE)
+        assert refused.message == "Token is not active"
+        status, _, body = send(api_port, "/auth/v1/shape", {"authorization": f"Bearer {unseen}"})
+        assert (status, json.loads(body)["reason"]) == (401, "REASON_INACTIVE")
+        # Revoked after: refused once its kept answer (SIDECAR_INTROSPECTION_CACHE_SECONDS) ends.
+        provider.revoke(token)
+        until(lambda: validate(token).reason == auth_pb2.REASON_INACTIVE)
+        made_up = validate("not-a-token-the-provider-issued")
+        assert made_up.reason == auth_pb2.REASON_INACTIVE
+    sidecar.terminate()
+    assert sidecar.process.returncode == 0

@@ -31,7 +31,7 @@ from sidecar.config import Config, cel
 from sidecar.core import rules
 from sidecar.core.errors import ConfigError
 from sidecar.observe.observability import Observability
-from sidecar.protocols.http import Request
+from sidecar.protocols.http import Reply, Request
 from sidecar.runtime import server
 
 ROUTES = (Path(__file__).parent / "routes.toml").read_text()
@@ -297,6 +297,7 @@ def forward_head(
 ) -> tuple[int, dict[str, str]]:
     proxied = {"x-forwarded-uri": uri, "x-forwarded-method": method, **headers}
     reply = forward(Request("GET", "/auth", proxied))
+    assert isinstance(reply, Reply)  # decided at once: no introspection here
     lines = reply.head.decode().split("\r\n")
     fields = dict(line.split(": ", 1) for line in lines[1:] if line)
     return reply.status, fields

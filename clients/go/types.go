@@ -49,6 +49,9 @@ const (
 	// ReasonForbidden: the token is valid, but the route of the request does not allow it.
 	// Message: names the route and the unmet requirement, never a claim value.
 	ReasonForbidden = Reason(authsidecarv1.Reason_REASON_FORBIDDEN)
+	// ReasonInactive: an opaque token that the issuer's introspection endpoint calls inactive.
+	// Message: `Token is not active`.
+	ReasonInactive = Reason(authsidecarv1.Reason_REASON_INACTIVE)
 )
 
 const unknownReasonPrefix = "REASON_UNKNOWN_"

@@ -11,10 +11,11 @@ import grpc
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from authsidecar.v1.structs import from_struct
 from sidecar.adapters import rpc
-from sidecar.adapters.gate import PASSED, Gate
+from sidecar.adapters.gate import PASSED, Gate, settle
 from sidecar.core import shape
 from sidecar.core.cache import Decider, Responses
 from sidecar.core.errors import (
+    IntrospectionNeeded,
     KeysUnavailable,
     MalformedToken,
     MintDisabled,
@@ -73,16 +74,22 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         validator, _, gate = self._current
-        try:
+
+        def decide() -> Decision | None:
             if gate is not None and gate.routes and request.HasField("request"):
-                routed = _routed(gate, request.token, request.request)
-                if routed is None:
-                    return _PASSED
-                decision = routed
-            else:
-                decision = validator.decide(request.token)
+                return _routed(gate, request.token, request.request)
+            return validator.decide(request.token)
+
+        try:
+            try:
+                routed = decide()
+            except IntrospectionNeeded as needed:
+                routed = await settle(needed, decide)
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        if routed is None:
+            return _PASSED
+        decision = routed
         if self._shape_claim and request.HasField("shape"):
             s = request.shape
             decision = shape.authorize(

@@ -21,10 +21,17 @@ from google.rpc import code_pb2, status_pb2
 
 from authsidecar.v1.structs import to_struct
 from sidecar.adapters import rpc
-from sidecar.adapters.gate import ELECTRIC_SECRET_PARAMS, PASSED, Gate, Refusal
+from sidecar.adapters.gate import (
+    ELECTRIC_SECRET_PARAMS,
+    PASSED,
+    Gate,
+    Refusal,
+    Verdict,
+    settle,
+)
 from sidecar.config import EnvoyConfig
 from sidecar.core.cache import Decider, Responses
-from sidecar.core.errors import KeysUnavailable, UnsendableClaim
+from sidecar.core.errors import IntrospectionNeeded, KeysUnavailable, UnsendableClaim
 from sidecar.core.rules import Routes
 from sidecar.core.validator import Decision
 from sidecar.observe.traffic import Traffic
@@ -75,10 +82,17 @@ class EnvoyAuthorization:
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
-        try:
-            verdict = self.gate.decide(
+
+        def decide() -> Verdict:
+            return self.gate.decide(
                 http.method, http.path, _headers(http), removes_secret=True, host=http.host
             )
+
+        try:
+            try:
+                verdict = decide()
+            except IntrospectionNeeded as needed:
+                verdict = await settle(needed, decide)
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))

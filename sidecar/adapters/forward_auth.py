@@ -10,13 +10,18 @@ one that Check makes.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
-from sidecar.adapters.gate import PASSED, Gate, Refusal
+from sidecar.adapters.gate import PASSED, Gate, Refusal, Verdict, settle
 from sidecar.core.cache import Decider, Responses
-from sidecar.core.errors import InvalidUserId, KeysUnavailable, UnsendableClaim
+from sidecar.core.errors import (
+    IntrospectionNeeded,
+    InvalidUserId,
+    KeysUnavailable,
+    UnsendableClaim,
+)
 from sidecar.core.rules import Routes
 from sidecar.core.validator import Decision
 from sidecar.protocols.http import HeaderValueError, Reply, Request, reply
@@ -74,14 +79,30 @@ class ForwardAuth:
             b'{"error":"unavailable","message":"no verification keys are loaded yet"}',
         )
 
-    def __call__(self, request: Request) -> Reply:
+    def __call__(self, request: Request) -> Reply | Awaitable[Reply]:
         method, target = self.original(request)
         headers = request.headers
         host = headers.get(FORWARDED_HOST_HEADER) or headers.get("host", "")
         try:
             verdict = self._gate.decide(method, target, headers, host=host)
+        except IntrospectionNeeded as needed:
+            return self._introspected(
+                needed, lambda: self._gate.decide(method, target, headers, host=host)
+            )
         except KeysUnavailable:
             return self._unavailable
+        return self._reply(verdict)
+
+    async def _introspected(
+        self, needed: IntrospectionNeeded, decide: Callable[[], Verdict]
+    ) -> Reply:
+        """The reply once the token's introspection answer is in: a task of the HTTP server."""
+        try:
+            return self._reply(await settle(needed, decide))
+        except KeysUnavailable:
+            return self._unavailable
+
+    def _reply(self, verdict: Verdict) -> Reply:
         decision = verdict.decision
         if decision is None:
             return self._preflight if verdict in PASSED else self._missing

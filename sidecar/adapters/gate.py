@@ -13,13 +13,20 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_plus
 
 from sidecar.config import EnvoyConfig
 from sidecar.core import jws, rules, shape
 from sidecar.core.cache import Decider
-from sidecar.core.errors import AmbiguousPath, ClientSecret, Forbidden, Reason, UnsendableClaim
+from sidecar.core.errors import (
+    AmbiguousPath,
+    ClientSecret,
+    Forbidden,
+    IntrospectionNeeded,
+    Reason,
+    UnsendableClaim,
+)
 from sidecar.core.rules import NO_ROUTES, Routes
 from sidecar.core.validator import Decision
 
@@ -66,6 +73,16 @@ class Refusal:
     body: str
     message: str
     reason: str
+
+
+T = TypeVar("T")
+
+
+async def settle(needed: IntrospectionNeeded, decide: Callable[[], T]) -> T:
+    """Decides again once the introspection answer that `decide` lacked is fetched. Raises
+    KeysUnavailable when there is still none (the endpoint failed): adapters fail closed."""
+    await needed.fetch()
+    return decide()
 
 
 RouteReport = Callable[[str, Forbidden, bool], None]

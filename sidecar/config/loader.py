@@ -21,6 +21,7 @@ from sidecar.core.policy import Mode
 from sidecar.core.rules import DefaultRoute
 from sidecar.keys import algorithms, jwks, tls
 from sidecar.keys.fetch import FetchSettings, Remote, url_problem
+from sidecar.keys.introspect import IntrospectionSettings
 from sidecar.keys.tls import TlsFiles
 
 
@@ -114,6 +115,8 @@ class _Loader:
             fields["verifier"], fields["signer"] = self._keys(values)
         elif mode is Mode.SECURE and source is not None and source != "conflict":
             fields.update(self._jwks_keys(source, values))
+        if mode is Mode.SECURE:
+            fields["introspection"] = self._introspection(values)
         fetch = groups["fetch"]
         if None not in (fetch["refresh"], fetch["min_refresh"]) and (
             fetch["min_refresh"] > fetch["refresh"]
@@ -224,6 +227,41 @@ class _Loader:
             return alg, signer
         self._problem("AUTH_JWT_SIGNING_KEY", str(first))
         return None, None
+
+    def _introspection(self, values: Mapping[str, Any]) -> IntrospectionSettings | None:
+        """SIDECAR_INTROSPECTION_URL with its client id and secret, all three or none."""
+        url = values["SIDECAR_INTROSPECTION_URL"]
+        client_id = values["SIDECAR_INTROSPECTION_CLIENT_ID"]
+        secret = values["SIDECAR_INTROSPECTION_CLIENT_SECRET"]
+        if url is None:
+            for name, value in (
+                ("SIDECAR_INTROSPECTION_CLIENT_ID", client_id),
+                ("SIDECAR_INTROSPECTION_CLIENT_SECRET", secret),
+            ):
+                if value is not None:
+                    self._problem(name, "is set, but SIDECAR_INTROSPECTION_URL is not")
+            return None
+        refused = url_problem(url, bool(values["SIDECAR_JWKS_ALLOW_HTTP"]))
+        if refused is not None:
+            self._problem("SIDECAR_INTROSPECTION_URL", refused)
+        for name, value in (
+            ("SIDECAR_INTROSPECTION_CLIENT_ID", client_id),
+            ("SIDECAR_INTROSPECTION_CLIENT_SECRET", secret),
+        ):
+            if not value and name not in self._failed:
+                self._problem(name, "is needed with SIDECAR_INTROSPECTION_URL")
+        if refused is not None or not client_id or not secret:
+            return None
+        return IntrospectionSettings(
+            url=url,
+            client_id=client_id,
+            client_secret=secret,
+            timeout=float(values["SIDECAR_INTROSPECTION_TIMEOUT_SECONDS"]),
+            max_rate=float(values["SIDECAR_INTROSPECTION_MAX_RATE"]),
+            cache_seconds=float(values["SIDECAR_INTROSPECTION_CACHE_SECONDS"]),
+            negative_seconds=float(values["SIDECAR_INTROSPECTION_NEGATIVE_CACHE_SECONDS"]),
+            ca_file=values["SIDECAR_JWKS_CA_FILE"],
+        )
 
     def _value(self, setting: Setting) -> Any:
         """The setting's parsed value, its default's when unset, or None (with a problem)."""

@@ -11,6 +11,7 @@ from sidecar.core.policy import MintPolicy, Mode, Policy
 from sidecar.core.rules import NO_ROUTES, DefaultRoute, Routes
 from sidecar.keys import jwks
 from sidecar.keys.fetch import FetchSettings, Remote
+from sidecar.keys.introspect import IntrospectionSettings
 from sidecar.keys.tls import TlsFiles
 
 
@@ -91,6 +92,8 @@ class Config:
     files: tuple[str, ...] = ()
     # SIDECAR_CONFIG_FILE's [[routes]], and the default route: what each request needs.
     routes: Routes = NO_ROUTES
+    # SIDECAR_INTROSPECTION_URL and its settings: opaque tokens are introspected (RFC 7662).
+    introspection: IntrospectionSettings | None = field(default=None, repr=False)
 
     @property
     def policy(self) -> Policy:

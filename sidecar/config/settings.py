@@ -8,11 +8,11 @@ row); the rules that join several settings live in the loader.
 from __future__ import annotations
 
 from sidecar.config import issuers, parsers
+from sidecar.config.remote_settings import REMOTE
 from sidecar.config.setting import (
     SERVE,
     SERVE_MINT,
     SERVE_ONLY,
-    SERVE_VALIDATE,
     VALIDATE,
     Setting,
 )
@@ -328,53 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
         "reload_seconds",
         commands=SERVE_ONLY,
     ),
-    Setting(
-        "SIDECAR_JWKS_REFRESH_SECONDS",
-        "JWKS URL/OIDC: refetch the keys this often",
-        parsers.whole(1, 86400),
-        "300",
-        "fetch.refresh",
-        commands=SERVE_VALIDATE,
-    ),
-    Setting(
-        "SIDECAR_JWKS_MIN_REFRESH_SECONDS",
-        "JWKS URL/OIDC: shortest time between fetches (an unknown kid refetches at most this often;"
-        " Cache-Control max-age is kept within these two)",
-        parsers.whole(1, 3600),
-        "10",
-        "fetch.min_refresh",
-        commands=SERVE_VALIDATE,
-    ),
-    Setting(
-        "SIDECAR_JWKS_TIMEOUT_SECONDS",
-        "JWKS URL/OIDC: time limit for one fetch",
-        parsers.whole(1, 300),
-        "5",
-        "fetch.timeout",
-        commands=SERVE_VALIDATE,
-    ),
-    Setting(
-        "SIDECAR_JWKS_MAX_BYTES",
-        "JWKS URL/OIDC: larger responses are refused",
-        parsers.whole(1024, 16 << 20),
-        "262144",
-        "fetch.max_bytes",
-        commands=SERVE_VALIDATE,
-    ),
-    Setting(
-        "SIDECAR_JWKS_CA_FILE",
-        "JWKS URL/OIDC: trust these PEM CAs instead of the system's",
-        parsers.ca_file,
-        field="fetch.ca_file",
-        commands=SERVE_VALIDATE,
-    ),
-    Setting(
-        "SIDECAR_JWKS_ALLOW_HTTP",
-        "JWKS URL/OIDC: allow http:// to hosts that are not loopback (never in production)",
-        parsers.boolean,
-        "false",
-        "fetch.allow_http",
-    ),
+    *REMOTE,
     Setting(
         "SIDECAR_ENVOY_TOKEN_HEADER",
         "Envoy: also read the token from this header",

@@ -6,6 +6,7 @@ Token errors carry Electric's wording word for word, and a stable reason code; b
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 # Re-exported: refusals are named with the API's one definition of Reason.
@@ -138,6 +139,13 @@ class Forbidden(TokenError):
         super().__init__(message)
 
 
+class Inactive(TokenError):
+    """An opaque token that its introspection endpoint answered `"active": false` for."""
+
+    reason = Reason.INACTIVE
+    message = "Token is not active"
+
+
 class UnsendableClaim(TokenError):
     """A claim that SIDECAR_CLAIM_HEADERS sends upstream has a value no header can carry
     whole (an object, a line break, a comma inside an array's element): refused, never cut."""
@@ -154,6 +162,16 @@ class KeysUnavailable(SidecarError):
 
     def __init__(self, message: str = "no verification keys are loaded yet") -> None:
         super().__init__(message)
+
+
+class IntrospectionNeeded(KeysUnavailable):
+    """An opaque token with no introspection answer kept: `fetch()` gets one (the adapter
+    awaits it and decides again). Where nothing awaits it, it is UNAVAILABLE, as it subclasses
+    KeysUnavailable: no decision is given without an answer."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("the token's introspection answer is not here yet")
+        self.fetch = fetch
 
 
 class MintError(SidecarError):

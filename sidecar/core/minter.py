@@ -95,7 +95,7 @@ class Minter:
         signer = self._signer
         if not self._insecure and signer is None:
             raise MintDisabled(
-                "Mint needs AUTH_JWT_SIGNING_KEY, the private key of AUTH_JWT_KEY (RS, ES, PS, EdDSA)"
+                "Mint needs AUTH_JWT_SIGNING_KEY, the private key of AUTH_JWT_KEY (any but HS)"
             )
         if not user_id.strip():
             raise MintInvalidArgument("user_id must not be blank")

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,10 +24,10 @@ from sidecar.adapters.ext_authz import EnvoyAuthorization
 from sidecar.adapters.forward_auth import ForwardAuth
 from sidecar.adapters.gate import Gate
 from sidecar.config import Config, build_minter, decider
-from sidecar.core import cache
+from sidecar.core import cache, introspection
 from sidecar.core.errors import BindError
 from sidecar.core.policy import Mode
-from sidecar.keys import tls
+from sidecar.keys import introspect, tls
 from sidecar.keys.fetch import Refresher
 from sidecar.keys.jwks import JwksVerifier
 from sidecar.observe.observability import Observability
@@ -157,6 +158,8 @@ def _deciders(
         epoch=(lambda: sum(v.generation for v in fetched)) if fetched else None,
         counters=metrics.cache_counters() if metrics else None,
     )
+    if config.introspection is not None:
+        validator = introspecting(validator, config)
     if observe is None:
         return validator, validator, validator
     return (
@@ -164,6 +167,22 @@ def _deciders(
         observe.decider(validator, "Check"),
         observe.decider(validator, "ForwardAuth"),
     )
+
+
+def introspecting(validator: cache.Decider, config: Config) -> cache.Decider:
+    """`validator` for JWTs, and RFC 7662 introspection for opaque tokens (answers cached)."""
+    settings = config.introspection
+    assert settings is not None  # noqa: S101 - the caller checked
+    answers = introspection.AnswerCache(
+        introspection.CacheSettings(
+            settings.cache_seconds, settings.negative_seconds, max(config.cache_size, 1024)
+        ),
+        time.time,
+    )
+    introspector = introspect.Introspector(
+        introspect.UrllibPost(settings), answers, introspect.RateLimit(settings.max_rate)
+    )
+    return introspect.IntrospectingDecider(validator, introspector, answers, config.policy)
 
 
 async def _serve(

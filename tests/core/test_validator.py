@@ -225,6 +225,7 @@ def test_reason_values_are_the_documented_ones() -> None:
         ("INVALID_USER_ID", 8),
         ("SHAPE_MISMATCH", 9),
         ("FORBIDDEN", 10),
+        ("INACTIVE", 11),
     ]
 
 

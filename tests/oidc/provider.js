@@ -16,6 +16,9 @@ for (const level of ["log", "info", "warn"]) console[level] = console.error;
 
 export const CLIENT = { id: "sidecar-test", secret: "sidecar-test-secret-0123456789abcdef" };
 export const RESOURCE = "urn:auth-sidecar:test";
+// Its access tokens are opaque: the sidecar asks the introspection endpoint, as INTROSPECTOR.
+export const OPAQUE_RESOURCE = "urn:auth-sidecar:opaque";
+export const INTROSPECTOR = { id: "sidecar", secret: "sidecar-introspection-secret-0123456789" };
 
 const ALG = process.env.SIGNING_ALG || "RS256";
 
@@ -39,15 +42,33 @@ function build(issuer, keys) {
         response_types: [],
         id_token_signed_response_alg: ALG,
       },
+      {
+        client_id: INTROSPECTOR.id,
+        client_secret: INTROSPECTOR.secret,
+        grant_types: [],
+        redirect_uris: [],
+        response_types: [],
+        id_token_signed_response_alg: ALG,
+      },
     ],
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, resource) => {
+          if (resource === OPAQUE_RESOURCE) {
+            return {
+              scope: "api",
+              audience: OPAQUE_RESOURCE,
+              accessTokenTTL: 300,
+              accessTokenFormat: "opaque",
+            };
+          }
           if (resource !== RESOURCE) throw new Error(`unknown resource ${resource}`);
           return {
             scope: "api",
@@ -69,7 +90,13 @@ const server = createServer((req, res) => handler(req, res));
 server.listen(0, "127.0.0.1", () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   handler = build(issuer, keys);
-  process.stdout.write(JSON.stringify({ issuer, client: CLIENT, resource: RESOURCE }) + "\n");
+  process.stdout.write(JSON.stringify({
+      issuer,
+      client: CLIENT,
+      resource: RESOURCE,
+      opaque_resource: OPAQUE_RESOURCE,
+      introspector: INTROSPECTOR,
+    }) + "\n");
   const commands = createInterface({ input: process.stdin });
   commands.on("line", (line) => {
     if (line === "rotate") keys = [newKey(), ...keys];

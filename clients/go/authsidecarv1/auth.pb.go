@@ -73,6 +73,10 @@ const (
 	// the route and the unmet requirement, never a claim value, as in
 	// `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
 	Reason_REASON_FORBIDDEN Reason = 10
+	// The token is not a JWT and its issuer's introspection endpoint (RFC 7662) answered
+	// `"active": false`: revoked, expired or never issued. Only decided with introspection
+	// configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
+	Reason_REASON_INACTIVE Reason = 11
 )
 
 // Enum value maps for Reason.
@@ -89,6 +93,7 @@ var (
 		8:  "REASON_INVALID_USER_ID",
 		9:  "REASON_SHAPE_MISMATCH",
 		10: "REASON_FORBIDDEN",
+		11: "REASON_INACTIVE",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":        0,
@@ -102,6 +107,7 @@ var (
 		"REASON_INVALID_USER_ID":    8,
 		"REASON_SHAPE_MISMATCH":     9,
 		"REASON_FORBIDDEN":          10,
+		"REASON_INACTIVE":           11,
 	}
 )
 
@@ -615,7 +621,7 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\fMintResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\x9e\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xb3\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10REASON_MALFORMED\x10\x01\x12\x1d\n" +
@@ -628,7 +634,8 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\x16REASON_INVALID_USER_ID\x10\b\x12\x19\n" +
 	"\x15REASON_SHAPE_MISMATCH\x10\t\x12\x14\n" +
 	"\x10REASON_FORBIDDEN\x10\n" +
-	"2\x9f\x01\n" +
+	"\x12\x13\n" +
+	"\x0fREASON_INACTIVE\x10\v2\x9f\x01\n" +
 	"\vAuthService\x12M\n" +
 	"\bValidate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12A\n" +
 	"\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3"

@@ -60,6 +60,11 @@ export const Reason = {
    * never a claim value.
    */
   FORBIDDEN: "REASON_FORBIDDEN",
+  /**
+   * An opaque token that the issuer's introspection endpoint (RFC 7662) calls inactive: revoked,
+   * expired or never issued. Message: `Token is not active`.
+   */
+  INACTIVE: "REASON_INACTIVE",
 } as const;
 
 /** A reason name from the proto, or `REASON_UNKNOWN_<n>` for a value newer than this client. */
@@ -78,6 +83,7 @@ const BY_NUMBER: readonly Reason[] = [
   Reason.INVALID_USER_ID,
   Reason.SHAPE_MISMATCH,
   Reason.FORBIDDEN,
+  Reason.INACTIVE,
 ];
 
 /** The `Reason` for a wire value of the proto enum; unknown values are kept, not refused. */

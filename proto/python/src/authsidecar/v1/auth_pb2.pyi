@@ -80,6 +80,11 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     the route and the unmet requirement, never a claim value, as in
     `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
     """
+    REASON_INACTIVE: _Reason.ValueType  # 11
+    """The token is not a JWT and its issuer's introspection endpoint (RFC 7662) answered
+    `"active": false`: revoked, expired or never issued. Only decided with introspection
+    configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason says why a token was refused. The values and their messages are stable API."""
@@ -130,6 +135,11 @@ scope, a claim value, the audience or the route's `when` condition is not met. O
 when a request is known (Check, forward auth, or ValidateRequest.request). Message: names
 the route and the unmet requirement, never a claim value, as in
 `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
+"""
+REASON_INACTIVE: Reason.ValueType  # 11
+"""The token is not a JWT and its issuer's introspection endpoint (RFC 7662) answered
+`"active": false`: revoked, expired or never issued. Only decided with introspection
+configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 

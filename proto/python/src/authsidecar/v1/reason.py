@@ -27,6 +27,7 @@ class Reason(enum.IntEnum):
     INVALID_USER_ID = auth_pb2.REASON_INVALID_USER_ID
     SHAPE_MISMATCH = auth_pb2.REASON_SHAPE_MISMATCH
     FORBIDDEN = auth_pb2.REASON_FORBIDDEN
+    INACTIVE = auth_pb2.REASON_INACTIVE
 
     @property
     def wire(self) -> str:

@@ -91,6 +91,12 @@ export enum Reason {
    * `route "admin" requires scope "sync:write"`. HTTP: 403 with `error="insufficient_scope"`.
    */
   REASON_FORBIDDEN = 10,
+  /**
+   * REASON_INACTIVE - The token is not a JWT and its issuer's introspection endpoint (RFC 7662) answered
+   * `"active": false`: revoked, expired or never issued. Only decided with introspection
+   * configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
+   */
+  REASON_INACTIVE = 11,
   UNRECOGNIZED = -1,
 }
 
@@ -129,6 +135,9 @@ export function reasonFromJSON(object: any): Reason {
     case 10:
     case "REASON_FORBIDDEN":
       return Reason.REASON_FORBIDDEN;
+    case 11:
+    case "REASON_INACTIVE":
+      return Reason.REASON_INACTIVE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -160,6 +169,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_SHAPE_MISMATCH";
     case Reason.REASON_FORBIDDEN:
       return "REASON_FORBIDDEN";
+    case Reason.REASON_INACTIVE:
+      return "REASON_INACTIVE";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
