@@ -14,8 +14,9 @@ import json
 import logging
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -118,14 +119,15 @@ ENV = {
 
 def build(
     endpoint: Endpoint,
-    clock: Clock,
+    clock: Callable[[], float],
     rate: float = 100,
     timeout: float = 5,
     secret: str = SECRET,
+    size: int = 100,
 ) -> tuple[IntrospectingDecider, Introspector, AnswerCache]:
     cfg = config.load({**ENV, "SIDECAR_INTROSPECTION_URL": endpoint.url})
     settings = IntrospectionSettings(endpoint.url, CLIENT_ID, secret, timeout=timeout)
-    cache = AnswerCache(CacheSettings(ttl=60, negative=5, size=100), clock)
+    cache = AnswerCache(CacheSettings(ttl=60, negative=5, size=size), clock)
     introspector = Introspector(UrllibPost(settings), cache, RateLimit(rate, clock))
     inner = config.build_validator(cfg, clock)
     return IntrospectingDecider(inner, introspector, cache, cfg.policy, clock), introspector, cache
@@ -319,3 +321,17 @@ def test_check_introspects_and_fails_closed(endpoint: Endpoint) -> None:
     with pytest.raises(Aborted) as raised:
         asyncio.run(check.Check(asked("another-token"), Context()))  # type: ignore[arg-type]
     assert raised.value.args[0] is grpc.StatusCode.UNAVAILABLE
+
+
+def test_introspection_is_for_a_single_issuer(tmp_path: Path) -> None:
+    path = tmp_path / "issuers.toml"
+    path.write_text(f'[[issuers]]\niss = "{ISS}"\nalg = "HS256"\nkey = "{HS_SECRET}"\n')
+    env = {k: v for k, v in ENV.items() if not k.startswith("AUTH_")}
+    with pytest.raises(ConfigError) as raised:
+        config.load(
+            {**env, "SIDECAR_CONFIG_FILE": str(path), "SIDECAR_INTROSPECTION_URL": "https://x/i"}
+        )
+    assert raised.value.problems == [
+        "SIDECAR_INTROSPECTION_URL: is set with [[issuers]] tables in SIDECAR_CONFIG_FILE; "
+        "introspection is for a single issuer"
+    ]
