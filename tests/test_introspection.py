@@ -24,6 +24,7 @@ import pytest
 from envoy.service.auth.v3 import external_auth_pb2
 from support import HS_SECRET, sign
 
+from authsidecar.v1 import auth_pb2
 from sidecar import config
 from sidecar.adapters.ext_authz import EnvoyAuthorization
 from sidecar.core.errors import ConfigError, IntrospectionNeeded, KeysUnavailable, Reason
@@ -35,6 +36,7 @@ from sidecar.keys.introspect import (
     RateLimit,
     UrllibPost,
 )
+from sidecar.runtime import server
 
 CLIENT_ID, SECRET = "sidecar", "introspection-secret-0123456789"
 ISS = "https://idp.example"
@@ -224,6 +226,9 @@ def test_the_rate_limit_fails_closed(endpoint: Endpoint) -> None:
         (500, None, "answered HTTP 500"),
         (200, b"<html>", "did not answer RFC 7662 JSON"),
         (200, b'{"active": "yes"}', "did not answer RFC 7662 JSON"),
+        (200, b'{"active": true, "exp": NaN}', "did not answer RFC 7662 JSON"),
+        (200, b'{"active": true, "x": ' + b"[" * 40 + b"]" * 40 + b"}", "did not answer"),
+        (204, b"", "answered HTTP 204"),
         (200, b'{"active": true}' + b" " * 70000, "more than allowed"),
     ],
 )
@@ -323,15 +328,65 @@ def test_check_introspects_and_fails_closed(endpoint: Endpoint) -> None:
     assert raised.value.args[0] is grpc.StatusCode.UNAVAILABLE
 
 
-def test_introspection_is_for_a_single_issuer(tmp_path: Path) -> None:
+def issuers_file(tmp_path: Path, *tables: str) -> str:
     path = tmp_path / "issuers.toml"
-    path.write_text(f'[[issuers]]\niss = "{ISS}"\nalg = "HS256"\nkey = "{HS_SECRET}"\n')
-    env = {k: v for k, v in ENV.items() if not k.startswith("AUTH_")}
+    path.write_text("".join(f"[[issuers]]\n{t}\n" for t in tables))
+    return str(path)
+
+
+def table(iss: str, extra: str = "") -> str:
+    return f'iss = "{iss}"\nalg = "HS256"\nkey = "{HS_SECRET}"\n{extra}'
+
+
+INTROSPECTED = (
+    f'introspection_url = "{{url}}"\nintrospection_client_id = "{CLIENT_ID}"\n'
+    f'introspection_client_secret = "{SECRET}"\n'
+)
+NO_ISSUER_ENV = {k: v for k, v in ENV.items() if not k.startswith(("AUTH_", "SIDECAR_INTRO"))}
+
+
+def test_one_issuer_introspects_with_its_own_rules(endpoint: Endpoint, tmp_path: Path) -> None:
+    """Opaque tokens go to the one issuer with `introspection_url`; its `iss` is required."""
+    other = "https://other.example"
+    path = issuers_file(tmp_path, table(other), table(ISS, INTROSPECTED.format(url=endpoint.url)))
+    cfg = config.load({**NO_ISSUER_ENV, "SIDECAR_CONFIG_FILE": path})
+    auth, _ = server.assemble(cfg)
+    endpoint.answers[OPAQUE] = active("alice")
+    endpoint.answers["from-other"] = active("mallory", iss=other)
+
+    def validate(token: str) -> Any:
+        request = auth_pb2.ValidateRequest(token=token)
+        return asyncio.run(auth.Validate(request, None))  # type: ignore[arg-type]
+
+    assert (validate(OPAQUE).valid, validate(OPAQUE).user_id) == (True, "alice")
+    refused = validate("from-other")
+    assert (refused.reason, refused.message) == (
+        auth_pb2.REASON_INVALID_CLAIM,
+        f'Invalid "iss" claim value: "{other}"',
+    )
+
+
+def test_introspection_is_for_one_issuer(tmp_path: Path) -> None:
+    introspected = INTROSPECTED.format(url="https://idp.example/introspect")
+    path = issuers_file(
+        tmp_path, table(ISS, introspected), table("https://other.example", introspected)
+    )
+    with pytest.raises(ConfigError) as raised:
+        config.load({**NO_ISSUER_ENV, "SIDECAR_CONFIG_FILE": path})
+    assert raised.value.problems == [
+        f"SIDECAR_CONFIG_FILE: issuers '{ISS}' and 'https://other.example' both have "
+        "introspection_url; an opaque token names no issuer, so only one may"
+    ]
+    single = issuers_file(tmp_path, table(ISS))
     with pytest.raises(ConfigError) as raised:
         config.load(
-            {**env, "SIDECAR_CONFIG_FILE": str(path), "SIDECAR_INTROSPECTION_URL": "https://x/i"}
+            {
+                **NO_ISSUER_ENV,
+                "SIDECAR_CONFIG_FILE": single,
+                "SIDECAR_INTROSPECTION_URL": "https://x",
+            }
         )
     assert raised.value.problems == [
-        "SIDECAR_INTROSPECTION_URL: is set with [[issuers]] tables in SIDECAR_CONFIG_FILE; "
-        "introspection is for a single issuer"
+        "SIDECAR_INTROSPECTION_URL: is set together with SIDECAR_CONFIG_FILE; "
+        "set it in an [[issuers]] table instead"
     ]

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +132,20 @@ def _provider(alg: str) -> Iterator[Provider]:
             process.stdout.close()
 
 
+Validate = Callable[[str], auth_pb2.ValidateResponse]
+
+
+@contextmanager
+def serving(address: str) -> Iterator[Validate]:
+    """Validate on the sidecar at `address`, once its health says SERVING (its keys are in)."""
+    with grpc.insecure_channel(address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        up = health_pb2.HealthCheckResponse.SERVING
+        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == up)
+        yield lambda token: auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
+
+
 def test_tokens_of_a_real_provider_and_its_key_rotation(
     provider: Provider, sidecar_factory: StartSidecar
 ) -> None:
@@ -145,15 +159,7 @@ def test_tokens_of_a_real_provider_and_its_key_rotation(
             "SIDECAR_JWKS_MIN_REFRESH_SECONDS": "1",
         }
     )
-    with grpc.insecure_channel(sidecar.address) as channel:
-        health: Any = health_pb2_grpc.HealthStub(channel)
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-
-        def validate(token: str) -> auth_pb2.ValidateResponse:
-            return auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
-
-        serving = health_pb2.HealthCheckResponse.SERVING
-        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+    with serving(sidecar.address) as validate:
         first = provider.access_token()
         header = jwt.get_unverified_header(first)
         assert header["typ"] == "at+jwt"
@@ -237,19 +243,14 @@ def test_a_provider_signing_with_pss_or_eddsa(alg: str, sidecar_factory: StartSi
                 "SIDECAR_JWT_TYP": "at+jwt",
             }
         )
-        with grpc.insecure_channel(sidecar.address) as channel:
-            health: Any = health_pb2_grpc.HealthStub(channel)
-            auth = auth_pb2_grpc.AuthServiceStub(channel)
-            serving = health_pb2.HealthCheckResponse.SERVING
-            until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+        with serving(sidecar.address) as validate:
             token = signing.access_token()
             assert jwt.get_unverified_header(token)["alg"] == alg
-            response = auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
+            response = validate(token)
             assert response.valid, response.message
             assert response.user_id == signing.client_id
             header, payload, signature = token.split(".")
-            forged = f"{header}.{payload}.{signature[:-4]}AAAA"
-            refused = auth.Validate(auth_pb2.ValidateRequest(token=forged), timeout=10)
+            refused = validate(f"{header}.{payload}.{signature[:-4]}AAAA")
             assert refused.reason == auth_pb2.REASON_BAD_SIGNATURE
         sidecar.terminate()
 
@@ -272,15 +273,7 @@ def test_opaque_tokens_through_the_providers_introspection(
         }
     )
     api_port = int(http_api_address(sidecar.logged(" http_api=")).rpartition(":")[2])
-    with grpc.insecure_channel(sidecar.address) as channel:
-        health: Any = health_pb2_grpc.HealthStub(channel)
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-
-        def validate(token: str) -> auth_pb2.ValidateResponse:
-            return auth.Validate(auth_pb2.ValidateRequest(token=token), timeout=10)
-
-        serving = health_pb2.HealthCheckResponse.SERVING
-        until(lambda: health.Check(health_pb2.HealthCheckRequest()).status == serving)
+    with serving(sidecar.address) as validate:
         token = provider.access_token(provider.opaque_resource)
         assert "." not in token  # opaque, not a JWT
         response = validate(token)

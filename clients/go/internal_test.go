@@ -73,7 +73,7 @@ func TestReasonNames(t *testing.T) {
 	all := []Reason{
 		ReasonUnspecified, ReasonMalformed, ReasonAlgorithmMismatch, ReasonBadSignature,
 		ReasonExpired, ReasonNotYetValid, ReasonMissingClaim, ReasonInvalidClaim,
-		ReasonInvalidUserID, ReasonShapeMismatch, ReasonForbidden,
+		ReasonInvalidUserID, ReasonShapeMismatch, ReasonForbidden, ReasonInactive,
 	}
 	values := authsidecarv1.Reason(0).Descriptor().Values()
 	if values.Len() != len(all) {

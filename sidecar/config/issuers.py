@@ -2,7 +2,8 @@
 
 Each `[[issuers]]` table takes the issuer settings of the environment without their `AUTH_JWT_`
 or `SIDECAR_JWT_` prefix (`iss`, `alg`, one key source, `aud`, `namespace`, the signing key,
-`typ`, `max_lifetime_seconds`) plus `mint = true` on the one issuer Mint signs as. Every table
+`typ`, `max_lifetime_seconds`; `introspection_url` and its client, without `SIDECAR_`) plus
+`mint = true` on the one issuer Mint signs as. Every table
 is checked exactly as the environment would be (the rest of the environment applies to all), so
 that each rule and message exists once.
 """
@@ -34,9 +35,15 @@ ISSUER_VARIABLES = (
     "AUTH_JWT_SIGNING_KEY_FILE",
     "SIDECAR_JWT_TYP",
     "SIDECAR_JWT_MAX_LIFETIME_SECONDS",
+    "SIDECAR_INTROSPECTION_URL",
+    "SIDECAR_INTROSPECTION_CLIENT_ID",
+    "SIDECAR_INTROSPECTION_CLIENT_SECRET",
+    "SIDECAR_INTROSPECTION_CLIENT_SECRET_FILE",
 )
 _TABLE_KEYS = {
-    name.removeprefix("AUTH_JWT_").removeprefix("SIDECAR_JWT_").lower(): name
+    name.removeprefix("AUTH_JWT_").removeprefix("SIDECAR_JWT_").removeprefix("SIDECAR_").lower(): (
+        name
+    )
     for name in ISSUER_VARIABLES
 }
 
@@ -99,6 +106,12 @@ def load(
                 problems.append(f"{where}: mint = true is already set on issuer {mint.iss!r}")
             mint = cfg
     problems += common
+    introspected = [c for c in loaded if c.introspection is not None]
+    if len(introspected) > 1:
+        problems.append(
+            f"{CONFIG_FILE}: issuers {introspected[0].iss!r} and {introspected[1].iss!r} both "
+            "have introspection_url; an opaque token names no issuer, so only one may"
+        )
     if problems:
         raise ConfigError(problems)
     signer = mint or replace(loaded[0], signer=None)

@@ -42,11 +42,6 @@ def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) 
             config = _Loader(env, flags).load()
     except ConfigError as error:
         problems += error.problems
-    if config is not None and config.issuers and config.introspection is not None:
-        problems.append(
-            "SIDECAR_INTROSPECTION_URL: is set with [[issuers]] tables in "
-            f"{issuers.CONFIG_FILE}; introspection is for a single issuer"
-        )
     if "issuers" in document and insecure:
         # Electric's safety net, as for every secure-mode setting.
         problems.append(

@@ -49,15 +49,7 @@ def decide_answer(
     no_user = claims.get("sub") is None and "user_id" not in claims
     if policy.namespace is None and no_user and "client_id" in claims:
         claims["sub"] = claims["client_id"]
-    user = rules.find_user(claims, policy.namespace)
-    exp = answer.get("exp")
-    return Decision(
-        valid=True,
-        user_id=user,
-        claims=claims,
-        expires_at=float(exp) if exp is not None else None,
-        namespace=policy.namespace,
-    )
+    return Decision.accepted(rules.find_user(claims, policy.namespace), claims, policy.namespace)
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,12 @@ def _header(segment: str) -> dict[str, Any]:
 
 
 def _json_object(segment: str) -> dict[str, Any]:
-    raw = b64url_decode(segment)
+    return json_object(b64url_decode(segment))
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A JSON object by the rules of a token's segments: UTF-8, no NaN or Infinity, no number
+    beyond a double, no lone surrogate, at most MAX_DEPTH deep. Raises MalformedToken."""
     try:
         text = raw.decode("utf-8")
         value = _DECODER.decode(text)

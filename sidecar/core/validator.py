@@ -42,6 +42,18 @@ class Decision:
     def refused(cls, error: TokenError) -> Decision:
         return cls(valid=False, reason=error.reason, message=error.message)
 
+    @classmethod
+    def accepted(cls, user_id: str, claims: dict[str, Any], namespace: str | None) -> Decision:
+        """A valid decision; it expires with the claims' `exp`, if any."""
+        exp = claims.get("exp")
+        return cls(
+            valid=True,
+            user_id=user_id,
+            claims=claims,
+            expires_at=float(exp) if exp is not None else None,
+            namespace=namespace,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The decision as plain JSON, for the CLI and logs of tools built on it."""
         return {
@@ -110,14 +122,8 @@ class Validator:
         rules.check_issuer(claims, policy.iss)
         if issuer_audience:
             rules.check_audience(claims, policy.aud)
-        user = rules.find_user(claims, policy.namespace)
-        exp = claims.get("exp")
-        return Decision(
-            valid=True,
-            user_id=user,
-            claims=claims,
-            expires_at=float(exp) if exp is not None else None,
-            namespace=policy.namespace,
+        return Decision.accepted(
+            rules.find_user(claims, policy.namespace), claims, policy.namespace
         )
 
 

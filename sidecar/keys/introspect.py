@@ -87,6 +87,7 @@ class UrllibPost:
         )
         try:
             with self._opener.open(request, timeout=self._settings.timeout) as response:
+                status = response.status
                 data = response.read(self._settings.max_bytes + 1)
         except urllib.error.HTTPError as error:
             raise KeysUnavailable(
@@ -95,13 +96,16 @@ class UrllibPost:
         except (urllib.error.URLError, OSError) as error:
             why = getattr(error, "reason", None) or error
             raise KeysUnavailable(f"cannot reach introspection at {shown(url)}: {why}") from None
+        if status != 200:
+            raise KeysUnavailable(f"introspection at {shown(url)} answered HTTP {status}")
         if len(data) > self._settings.max_bytes:
             raise KeysUnavailable(f"introspection at {shown(url)} answered more than allowed")
         try:
-            answer = json.loads(data)
-        except ValueError:
+            # The rules of a token's claims: its members become a decision's claims.
+            answer: dict[str, Any] | None = jws.json_object(data)
+        except TokenError:
             answer = None
-        if not isinstance(answer, dict) or not isinstance(answer.get("active"), bool):
+        if answer is None or not isinstance(answer.get("active"), bool):
             raise KeysUnavailable(f"introspection at {shown(url)} did not answer RFC 7662 JSON")
         return answer
 

@@ -158,8 +158,9 @@ def _deciders(
         epoch=(lambda: sum(v.generation for v in fetched)) if fetched else None,
         counters=metrics.cache_counters() if metrics else None,
     )
-    if config.introspection is not None:
-        validator = introspecting(validator, config)
+    introspected = [c for c in config.issuers or (config,) if c.introspection is not None]
+    if introspected:
+        validator = introspecting(validator, introspected[0], config.cache_size)
     if observe is None:
         return validator, validator, validator
     return (
@@ -169,20 +170,21 @@ def _deciders(
     )
 
 
-def introspecting(validator: cache.Decider, config: Config) -> cache.Decider:
-    """`validator` for JWTs, and RFC 7662 introspection for opaque tokens (answers cached)."""
-    settings = config.introspection
+def introspecting(validator: cache.Decider, issuer: Config, cache_size: int) -> cache.Decider:
+    """`validator` for JWTs, and RFC 7662 introspection at `issuer`'s endpoint for opaque tokens,
+    decided by `issuer`'s policy (answers cached)."""
+    settings = issuer.introspection
     assert settings is not None  # noqa: S101 - the caller checked
     answers = introspection.AnswerCache(
         introspection.CacheSettings(
-            settings.cache_seconds, settings.negative_seconds, max(config.cache_size, 1024)
+            settings.cache_seconds, settings.negative_seconds, max(cache_size, 1024)
         ),
         time.time,
     )
     introspector = introspect.Introspector(
         introspect.UrllibPost(settings), answers, introspect.RateLimit(settings.max_rate)
     )
-    return introspect.IntrospectingDecider(validator, introspector, answers, config.policy)
+    return introspect.IntrospectingDecider(validator, introspector, answers, issuer.policy)
 
 
 async def _serve(
