@@ -572,6 +572,7 @@ def test_secure_only_list_covers_the_secure_settings() -> None:
         "SIDECAR_INTROSPECTION_CLIENT_ID",
         "SIDECAR_INTROSPECTION_CLIENT_SECRET",
         "SIDECAR_INTROSPECTION_CLIENT_SECRET_FILE",
+        "SIDECAR_INTROSPECTION_EVERY_TOKEN",
     }
 
 

@@ -244,7 +244,7 @@ def test_a_bad_answer_is_unavailable(
 
 def test_wrong_credentials_and_a_dead_endpoint_are_unavailable(endpoint: Endpoint) -> None:
     decider, _, _ = build(endpoint, Clock(), secret="wrong-secret")
-    with pytest.raises(KeysUnavailable, match="answered HTTP 401"):
+    with pytest.raises(KeysUnavailable, match=r"answered HTTP 401 \(invalid_client\)"):
         asyncio.run(decide(decider, OPAQUE))
     url = endpoint.url
     endpoint.close()
@@ -389,4 +389,43 @@ def test_introspection_is_for_one_issuer(tmp_path: Path) -> None:
     assert raised.value.problems == [
         "SIDECAR_INTROSPECTION_URL: is set together with SIDECAR_CONFIG_FILE; "
         "set it in an [[issuers]] table instead"
+    ]
+
+
+def test_every_token_introspects_valid_jwts_of_the_issuer(endpoint: Endpoint) -> None:
+    clock = Clock()
+    decider, introspector, cache = build(endpoint, clock)
+    cfg = config.load({**ENV, "SIDECAR_INTROSPECTION_URL": endpoint.url})
+    inner = config.build_validator(cfg, clock)
+    every = IntrospectingDecider(inner, introspector, cache, cfg.policy, clock, every_token=True)
+    claims = {"sub": "alice", "iss": ISS, "iat": int(NOW), "exp": int(NOW) + 60}
+    live, revoked = sign("HS256", claims), sign("HS256", {**claims, "jti": "2"})
+    endpoint.answers[live] = active("alice")
+    assert asyncio.run(decide(every, live)).user_id == "alice"
+    refused = asyncio.run(decide(every, revoked))
+    assert (refused.valid, refused.reason) == (False, Reason.INACTIVE)
+    # A JWT that fails its own checks costs no call; the plain decider never asks for JWTs.
+    assert every.decide(live[:-2] + "AA").reason is Reason.BAD_SIGNATURE
+    assert decider.decide(revoked).valid
+    assert endpoint.calls == [live, revoked]
+
+
+def test_every_token_is_a_toml_boolean_per_issuer(tmp_path: Path) -> None:
+    extra = INTROSPECTED.format(url="https://idp.example/i") + "introspection_every_token = true\n"
+    cfg = config.load(
+        {**NO_ISSUER_ENV, "SIDECAR_CONFIG_FILE": issuers_file(tmp_path, table(ISS, extra))}
+    )
+    (issuer,) = cfg.issuers
+    assert issuer.introspection is not None and issuer.introspection.every_token
+    with pytest.raises(ConfigError) as raised:
+        config.load(
+            {
+                **NO_ISSUER_ENV,
+                "AUTH_JWT_ALG": "HS256",
+                "AUTH_JWT_KEY": HS_SECRET,
+                "SIDECAR_INTROSPECTION_EVERY_TOKEN": "true",
+            }
+        )
+    assert raised.value.problems == [
+        "SIDECAR_INTROSPECTION_EVERY_TOKEN: is true, but SIDECAR_INTROSPECTION_URL is not set"
     ]

@@ -299,3 +299,31 @@ def test_opaque_tokens_through_the_providers_introspection(
         assert made_up.reason == auth_pb2.REASON_INACTIVE
     sidecar.terminate()
     assert sidecar.process.returncode == 0
+
+
+def test_every_token_with_a_provider_that_cannot_introspect_jwts(
+    provider: Provider, sidecar_factory: StartSidecar
+) -> None:
+    """oidc-provider refuses to introspect its JWT access tokens (RFC 7662's
+    `unsupported_token_type`): with SIDECAR_INTROSPECTION_EVERY_TOKEN its JWTs get no decision,
+    UNAVAILABLE with that code, rather than a pass without the check."""
+    client_id, secret = provider.introspector
+    sidecar = sidecar_factory(
+        {
+            "AUTH_MODE": "secure",
+            "AUTH_JWT_ALG": "RS256",
+            "AUTH_JWT_OIDC_ISSUER": provider.issuer,
+            "AUTH_JWT_AUD": provider.resource,
+            "SIDECAR_INTROSPECTION_URL": provider.issuer + "/token/introspection",
+            "SIDECAR_INTROSPECTION_CLIENT_ID": client_id,
+            "SIDECAR_INTROSPECTION_CLIENT_SECRET": secret,
+            "SIDECAR_INTROSPECTION_EVERY_TOKEN": "true",
+        }
+    )
+    with serving(sidecar.address) as validate:
+        with pytest.raises(grpc.RpcError) as raised:
+            validate(provider.access_token())
+        assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "answered HTTP 400 (unsupported_token_type)" in str(raised.value.details())
+    sidecar.terminate()
+    assert sidecar.process.returncode == 0

@@ -39,6 +39,7 @@ ISSUER_VARIABLES = (
     "SIDECAR_INTROSPECTION_CLIENT_ID",
     "SIDECAR_INTROSPECTION_CLIENT_SECRET",
     "SIDECAR_INTROSPECTION_CLIENT_SECRET_FILE",
+    "SIDECAR_INTROSPECTION_EVERY_TOKEN",
 )
 _TABLE_KEYS = {
     name.removeprefix("AUTH_JWT_").removeprefix("SIDECAR_JWT_").removeprefix("SIDECAR_").lower(): (
@@ -48,6 +49,8 @@ _TABLE_KEYS = {
 }
 
 _TABLE_KEY_OF = {name: key for key, name in _TABLE_KEYS.items()}
+# Keys that a table may write as TOML booleans.
+_BOOLEAN_KEYS = frozenset(("introspection_every_token",))
 
 LoadOne = Callable[[Mapping[str, str], Mapping[str, str | None]], "Config"]
 
@@ -130,6 +133,8 @@ def _table(table: Mapping[str, Any], where: str, problems: list[str]) -> dict[st
         if name is None:
             known = ", ".join([*_TABLE_KEYS, "mint"])
             problems.append(f"{where}: unknown key {key!r} (known: {known})")
+        elif isinstance(value, bool) and key in _BOOLEAN_KEYS:
+            values[name] = str(value).lower()
         elif isinstance(value, int) and not isinstance(value, bool) and key.endswith("_seconds"):
             values[name] = str(value)  # a number of seconds may be written as one
         elif not isinstance(value, str):

@@ -240,6 +240,11 @@ class _Loader:
             ):
                 if value is not None:
                     self._problem(name, "is set, but SIDECAR_INTROSPECTION_URL is not")
+            if values["SIDECAR_INTROSPECTION_EVERY_TOKEN"]:
+                self._problem(
+                    "SIDECAR_INTROSPECTION_EVERY_TOKEN",
+                    "is true, but SIDECAR_INTROSPECTION_URL is not set",
+                )
             return None
         refused = url_problem(url, bool(values["SIDECAR_JWKS_ALLOW_HTTP"]))
         if refused is not None:
@@ -261,6 +266,7 @@ class _Loader:
             cache_seconds=float(values["SIDECAR_INTROSPECTION_CACHE_SECONDS"]),
             negative_seconds=float(values["SIDECAR_INTROSPECTION_NEGATIVE_CACHE_SECONDS"]),
             ca_file=values["SIDECAR_JWKS_CA_FILE"],
+            every_token=bool(values["SIDECAR_INTROSPECTION_EVERY_TOKEN"]),
         )
 
     def _value(self, setting: Setting) -> Any:

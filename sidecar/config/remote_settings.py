@@ -86,6 +86,15 @@ REMOTE: tuple[Setting, ...] = (
         commands=SERVE_ONLY,
     ),
     Setting(
+        "SIDECAR_INTROSPECTION_EVERY_TOKEN",
+        "secure: introspect the issuer's JWTs too, after their own checks, so that a token "
+        "the provider revoked is refused",
+        parsers.boolean,
+        "false",
+        secure_only=True,
+        commands=SERVE_ONLY,
+    ),
+    Setting(
         "SIDECAR_INTROSPECTION_CACHE_SECONDS",
         "introspection: keep an active answer this long (never past the token's exp)",
         parsers.whole(1, 3600),

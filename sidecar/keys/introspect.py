@@ -1,7 +1,8 @@
 """RFC 7662 token introspection: the one call on the request path, and only on a cache miss.
 
 `IntrospectingDecider` sits in front of the JWT decider. A token that is a JWT (or is malformed
-in any way but being opaque) is decided as before. An opaque token is decided from its kept
+in any way but being opaque) is decided as before; with `every_token`, a valid JWT of the
+issuer must also be active at the endpoint. An opaque token is decided from its kept
 answer; without one it raises `IntrospectionNeeded`, whose `fetch()` the adapter awaits before
 deciding again. The fetch makes one POST per token however many requests wait for it, at most
 `max_rate` per second, within a deadline; the answer is kept in the `AnswerCache`. A failed call
@@ -17,6 +18,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import ssl
 import time
 import urllib.error
@@ -28,7 +30,13 @@ from typing import Any
 
 from sidecar.core import jws
 from sidecar.core.cache import Decider
-from sidecar.core.errors import IntrospectionNeeded, KeysUnavailable, Reason, TokenError
+from sidecar.core.errors import (
+    Inactive,
+    IntrospectionNeeded,
+    KeysUnavailable,
+    Reason,
+    TokenError,
+)
 from sidecar.core.introspection import AnswerCache, decide_answer, digest
 from sidecar.core.policy import Policy
 from sidecar.core.validator import Decision
@@ -53,6 +61,8 @@ class IntrospectionSettings:
     negative_seconds: float = 5.0
     ca_file: str | None = None
     max_bytes: int = 65536
+    every_token: bool = False
+    """JWTs of the issuer are introspected too, once their own checks pass."""
 
 
 class UrllibPost:
@@ -91,7 +101,7 @@ class UrllibPost:
                 data = response.read(self._settings.max_bytes + 1)
         except urllib.error.HTTPError as error:
             raise KeysUnavailable(
-                f"introspection at {shown(url)} answered HTTP {error.code}"
+                f"introspection at {shown(url)} answered HTTP {error.code}{_oauth_error(error)}"
             ) from None
         except (urllib.error.URLError, OSError) as error:
             why = getattr(error, "reason", None) or error
@@ -108,6 +118,19 @@ class UrllibPost:
         if answer is None or not isinstance(answer.get("active"), bool):
             raise KeysUnavailable(f"introspection at {shown(url)} did not answer RFC 7662 JSON")
         return answer
+
+
+def _oauth_error(error: urllib.error.HTTPError) -> str:
+    """RFC 6749 §5.2's `error` code of a refusal (`invalid_client`, or RFC 7662's
+    `unsupported_token_type`), when the body has one: a registered word, safe to log."""
+    try:
+        code = json.loads(error.read(4096)).get("error")
+    except (ValueError, AttributeError, OSError):
+        return ""
+    return f" ({code})" if isinstance(code, str) and _OAUTH_ERROR.fullmatch(code) else ""
+
+
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,40}")
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -173,24 +196,42 @@ class IntrospectingDecider:
         cache: AnswerCache,
         policy: Policy,
         clock: Callable[[], float] = time.time,
+        every_token: bool = False,
     ) -> None:
         self._inner = inner
         self._introspector = introspector
         self._cache = cache
         self._policy = policy
         self._clock = clock
+        self._every_token = every_token
 
     def decide(self, token: str, issuer_audience: bool = True) -> Decision:
         decision = self._inner.decide(token, issuer_audience)
+        if decision.valid:
+            return self._still_active(token, decision) if self._every_token else decision
         if decision.reason is not Reason.MALFORMED or not self._opaque(token):
             return decision
-        answer = self._cache.get(digest(token))
-        if answer is None:
-            raise IntrospectionNeeded(lambda: self._introspector.fetch(token))
+        answer = self._answer(token)
         try:
             return decide_answer(answer, self._policy, int(self._clock()), issuer_audience)
         except TokenError as error:
             return Decision.refused(error)
+
+    def _answer(self, token: str) -> Mapping[str, Any]:
+        answer = self._cache.get(digest(token))
+        if answer is None:
+            raise IntrospectionNeeded(lambda: self._introspector.fetch(token))
+        return answer
+
+    def _still_active(self, token: str, decision: Decision) -> Decision:
+        """A valid JWT of the introspected issuer, refused when the provider says inactive.
+        Other issuers' JWTs are not its to answer for."""
+        iss = self._policy.iss
+        if iss is not None and decision.claims.get("iss") != iss:
+            return decision
+        if self._answer(token).get("active") is not True:
+            return Decision.refused(Inactive())
+        return decision
 
     def _opaque(self, token: str) -> bool:
         """Not a JWT, broken or whole: a JWT's first segment is a JSON object. Hydra's

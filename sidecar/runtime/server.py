@@ -184,7 +184,9 @@ def introspecting(validator: cache.Decider, issuer: Config, cache_size: int) -> 
     introspector = introspect.Introspector(
         introspect.UrllibPost(settings), answers, introspect.RateLimit(settings.max_rate)
     )
-    return introspect.IntrospectingDecider(validator, introspector, answers, issuer.policy)
+    return introspect.IntrospectingDecider(
+        validator, introspector, answers, issuer.policy, every_token=settings.every_token
+    )
 
 
 async def _serve(
