@@ -429,3 +429,18 @@ def test_every_token_is_a_toml_boolean_per_issuer(tmp_path: Path) -> None:
     assert raised.value.problems == [
         "SIDECAR_INTROSPECTION_EVERY_TOKEN: is true, but SIDECAR_INTROSPECTION_URL is not set"
     ]
+
+
+def test_with_oidc_discovery_the_client_alone_introspects() -> None:
+    env = {
+        **{k: v for k, v in ENV.items() if k != "AUTH_JWT_KEY"},
+        "AUTH_JWT_ALG": "RS256",
+        "AUTH_JWT_OIDC_ISSUER": "https://idp.example",
+    }
+    settings = config.load(env).introspection
+    assert settings is not None and settings.url is None
+    # Until discovery names an endpoint, there is no call to make: UNAVAILABLE.
+    cache = AnswerCache(CacheSettings(ttl=60, negative=5, size=10), Clock())
+    introspector = Introspector(UrllibPost(settings, lambda: None), cache, RateLimit(10, Clock()))
+    with pytest.raises(KeysUnavailable, match="no introspection endpoint yet"):
+        asyncio.run(introspector.fetch(OPAQUE))

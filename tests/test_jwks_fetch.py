@@ -265,6 +265,30 @@ async def test_oidc_discovery_finds_the_keys(
 
 
 @pytest.mark.parametrize(
+    ("endpoint", "kept"),
+    [
+        ("{base}/introspect", True),
+        ("http://idp.example/introspect", False),  # http:// to a host that is not loopback
+        (7, False),
+        (None, False),
+    ],
+)
+async def test_oidc_discovery_keeps_a_usable_introspection_endpoint(
+    server: JwksServer, rsa_keys: list[rsa.RSAPrivateKey], endpoint: Any, kept: bool
+) -> None:
+    issuer = server.base + "/realms/test"
+    server.serve_keys(public_jwk(rsa_keys[0], kid="a"))
+    document = json.loads(_discovery(issuer, server.url))
+    if endpoint is not None:
+        endpoint = endpoint.format(base=server.base) if isinstance(endpoint, str) else endpoint
+        document["introspection_endpoint"] = endpoint
+    server.routes["/realms/test/.well-known/openid-configuration"] = json.dumps(document).encode()
+    fetcher, verifier = refresher(issuer, discovery=True)
+    assert await fetcher.refresh()
+    assert verifier.introspection_endpoint == (endpoint if kept else None)
+
+
+@pytest.mark.parametrize(
     ("issuer_in_document", "jwks_uri", "problem"),
     [
         ("https://other.example", None, "names issuer 'https://other.example'"),

@@ -255,17 +255,24 @@ def test_a_provider_signing_with_pss_or_eddsa(alg: str, sidecar_factory: StartSi
         sidecar.terminate()
 
 
+@pytest.mark.parametrize("discovered", [False, True], ids=["url", "discovery"])
 def test_opaque_tokens_through_the_providers_introspection(
-    provider: Provider, sidecar_factory: StartSidecar
+    provider: Provider, sidecar_factory: StartSidecar, discovered: bool
 ) -> None:
+    """With SIDECAR_INTROSPECTION_URL, or with none: discovery's introspection_endpoint."""
     client_id, secret = provider.introspector
+    url = (
+        {}
+        if discovered
+        else {"SIDECAR_INTROSPECTION_URL": provider.issuer + "/token/introspection"}
+    )
     sidecar = sidecar_factory(
         {
             "AUTH_MODE": "secure",
             "AUTH_JWT_ALG": "RS256",
             "AUTH_JWT_OIDC_ISSUER": provider.issuer,
             "AUTH_JWT_AUD": provider.opaque_resource,
-            "SIDECAR_INTROSPECTION_URL": provider.issuer + "/token/introspection",
+            **url,
             "SIDECAR_INTROSPECTION_CLIENT_ID": client_id,
             "SIDECAR_INTROSPECTION_CLIENT_SECRET": secret,
             "SIDECAR_INTROSPECTION_CACHE_SECONDS": "1",

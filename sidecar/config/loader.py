@@ -116,7 +116,7 @@ class _Loader:
         elif mode is Mode.SECURE and source is not None and source != "conflict":
             fields.update(self._jwks_keys(source, values))
         if mode is Mode.SECURE:
-            fields["introspection"] = self._introspection(values)
+            fields["introspection"] = self._introspection(values, source)
         fetch = groups["fetch"]
         if None not in (fetch["refresh"], fetch["min_refresh"]) and (
             fetch["min_refresh"] > fetch["refresh"]
@@ -228,12 +228,16 @@ class _Loader:
         self._problem("AUTH_JWT_SIGNING_KEY", str(first))
         return None, None
 
-    def _introspection(self, values: Mapping[str, Any]) -> IntrospectionSettings | None:
-        """SIDECAR_INTROSPECTION_URL with its client id and secret, all three or none."""
+    def _introspection(
+        self, values: Mapping[str, Any], source: str | None
+    ) -> IntrospectionSettings | None:
+        """SIDECAR_INTROSPECTION_URL with its client id and secret, all three or none; with
+        AUTH_JWT_OIDC_ISSUER, the client alone: discovery names the endpoint."""
         url = values["SIDECAR_INTROSPECTION_URL"]
         client_id = values["SIDECAR_INTROSPECTION_CLIENT_ID"]
         secret = values["SIDECAR_INTROSPECTION_CLIENT_SECRET"]
-        if url is None:
+        discovered = url is None and source == "AUTH_JWT_OIDC_ISSUER" and client_id is not None
+        if url is None and not discovered:
             for name, value in (
                 ("SIDECAR_INTROSPECTION_CLIENT_ID", client_id),
                 ("SIDECAR_INTROSPECTION_CLIENT_SECRET", secret),
@@ -246,7 +250,7 @@ class _Loader:
                     "is true, but SIDECAR_INTROSPECTION_URL is not set",
                 )
             return None
-        refused = url_problem(url, bool(values["SIDECAR_JWKS_ALLOW_HTTP"]))
+        refused = url and url_problem(url, bool(values["SIDECAR_JWKS_ALLOW_HTTP"]))
         if refused is not None:
             self._problem("SIDECAR_INTROSPECTION_URL", refused)
         for name, value in (
@@ -254,8 +258,9 @@ class _Loader:
             ("SIDECAR_INTROSPECTION_CLIENT_SECRET", secret),
         ):
             if not value and name not in self._failed:
-                self._problem(name, "is needed with SIDECAR_INTROSPECTION_URL")
-        if refused is not None or not client_id or not secret:
+                needed = "SIDECAR_INTROSPECTION_URL" if url else "introspection (OIDC discovery)"
+                self._problem(name, f"is needed with {needed}")
+        if refused or not client_id or not secret:
             return None
         return IntrospectionSettings(
             url=url,

@@ -58,7 +58,7 @@ REMOTE: tuple[Setting, ...] = (
     Setting(
         "SIDECAR_INTROSPECTION_URL",
         "secure: RFC 7662 endpoint that decides opaque (non-JWT) tokens; https, or http as for "
-        "JWKS URLs",
+        "JWKS URLs; with AUTH_JWT_OIDC_ISSUER and the client set, unset means discovery's",
         parsers.text,
         secure_only=True,
         commands=SERVE_ONLY,

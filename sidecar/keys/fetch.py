@@ -307,6 +307,11 @@ class Refresher:
         problem = url_problem(jwks_uri, self._settings.allow_http)
         if problem is not None:
             raise FetchError(f"its jwks_uri {problem}")
+        # RFC 8414 §2's member, which discovery documents carry too: kept only if usable.
+        endpoint = document.get("introspection_endpoint")
+        if not isinstance(endpoint, str) or url_problem(endpoint, self._settings.allow_http):
+            endpoint = None
+        self._verifier.introspection_endpoint = endpoint
         return jwks_uri
 
     async def _wait(self, delay: float) -> None:

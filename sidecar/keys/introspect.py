@@ -52,7 +52,8 @@ Post = Callable[[str], Awaitable[Mapping[str, Any]]]
 class IntrospectionSettings:
     """Where and how tokens are introspected; the defaults live in config/settings.py."""
 
-    url: str
+    url: str | None
+    """None: OIDC discovery's `introspection_endpoint`, found at run time (see `UrllibPost`)."""
     client_id: str
     client_secret: str = field(repr=False)
     timeout: float = 5.0
@@ -68,8 +69,12 @@ class IntrospectionSettings:
 class UrllibPost:
     """POST `token=...` with client_secret_basic, a deadline, a size cap and no redirects."""
 
-    def __init__(self, settings: IntrospectionSettings) -> None:
+    def __init__(
+        self, settings: IntrospectionSettings, locate: Callable[[], str | None] | None = None
+    ) -> None:
+        """`locate` gives the discovered endpoint when `settings.url` is None."""
         self._settings = settings
+        self._locate = locate
         context = ssl.create_default_context(cafile=settings.ca_file)
         self._opener = urllib.request.build_opener(
             urllib.request.HTTPSHandler(context=context), _NoRedirects()
@@ -84,7 +89,11 @@ class UrllibPost:
         return await asyncio.to_thread(self.post, token)
 
     def post(self, token: str) -> Mapping[str, Any]:
-        url = self._settings.url
+        url = self._settings.url or (self._locate() if self._locate else None)
+        if url is None:
+            raise KeysUnavailable(
+                "no introspection endpoint yet: OIDC discovery has not named a usable one"
+            )
         body = urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"})
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked at load
             url,

@@ -146,6 +146,9 @@ class JwksVerifier:
         self._on_unknown_kid = on_unknown_kid
         # Counts the sets swapped in, so that a decision cache can tell its keys have changed.
         self.generation = 0
+        # OIDC discovery's introspection_endpoint, when the source is an OIDC issuer that
+        # names one: the verifier is what outlives reloads, so the endpoint is kept with it.
+        self.introspection_endpoint: str | None = None
 
     @property
     def keys(self) -> KeySet | None:

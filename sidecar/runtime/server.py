@@ -181,9 +181,12 @@ def introspecting(validator: cache.Decider, issuer: Config, cache_size: int) -> 
         ),
         time.time,
     )
-    introspector = introspect.Introspector(
-        introspect.UrllibPost(settings), answers, introspect.RateLimit(settings.max_rate)
+    verifier = issuer.verifier
+    discovered = verifier if isinstance(verifier, JwksVerifier) else None
+    post = introspect.UrllibPost(
+        settings, (lambda: discovered.introspection_endpoint) if discovered else None
     )
+    introspector = introspect.Introspector(post, answers, introspect.RateLimit(settings.max_rate))
     return introspect.IntrospectingDecider(
         validator, introspector, answers, issuer.policy, every_token=settings.every_token
     )
