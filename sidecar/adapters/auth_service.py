@@ -74,17 +74,11 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateResponse:
         validator, _, gate = self._current
-
-        def decide() -> Decision | None:
-            if gate is not None and gate.routes and request.HasField("request"):
-                return _routed(gate, request.token, request.request)
-            return validator.decide(request.token)
-
         try:
             try:
-                routed = decide()
-            except IntrospectionNeeded as needed:
-                routed = await settle(needed, decide)
+                routed = _decided(validator, gate, request)
+            except IntrospectionNeeded as needed:  # rare: the closure is built only here
+                routed = await settle(needed, lambda: _decided(validator, gate, request))
         except KeysUnavailable as error:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
         if routed is None:
@@ -124,6 +118,16 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
 
 _PASSED = auth_pb2.ValidateResponse(valid=True)
 """A request that its route lets through without a user (anonymous, or a CORS preflight)."""
+
+
+def _decided(
+    validator: Decider, gate: Gate | None, request: auth_pb2.ValidateRequest
+) -> Decision | None:
+    """The decision on `request`: by its route when it names a request and there are routes
+    (None: it passes without a user), else by its token alone."""
+    if gate is not None and gate.routes and request.HasField("request"):
+        return _routed(gate, request.token, request.request)
+    return validator.decide(request.token)
 
 
 def _routed(gate: Gate, token: str, http: auth_pb2.HttpRequest) -> Decision | None:

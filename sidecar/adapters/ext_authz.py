@@ -82,17 +82,13 @@ class EnvoyAuthorization:
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> external_auth_pb2.CheckResponse:
         http = request.attributes.request.http
-
-        def decide() -> Verdict:
-            return self.gate.decide(
-                http.method, http.path, _headers(http), removes_secret=True, host=http.host
-            )
-
         try:
             try:
-                verdict = decide()
-            except IntrospectionNeeded as needed:
-                verdict = await settle(needed, decide)
+                verdict = self.gate.decide(
+                    http.method, http.path, _headers(http), removes_secret=True, host=http.host
+                )
+            except IntrospectionNeeded as needed:  # rare: the closure is built only here
+                verdict = await settle(needed, lambda: self._verdict(http))
         except KeysUnavailable as error:
             # No decision: an RPC error, which Envoy turns into a denial (it fails closed).
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
@@ -103,6 +99,12 @@ class EnvoyAuthorization:
             return _denied(self.gate.refusal(decision, verdict.scopes))
         variant = verdict.source + ("\0shape" if verdict.shape_request else "")
         return self._responses.get(decision, variant)
+
+    def _verdict(self, http: Any) -> Verdict:
+        """The hot path's call, again, once an introspection answer is in."""
+        return self.gate.decide(
+            http.method, http.path, _headers(http), removes_secret=True, host=http.host
+        )
 
     def respond(self, decision: Decision, variant: str) -> external_auth_pb2.CheckResponse:
         """Maps a decision on a token found in `source` (a header name, or `?param`), on the
