@@ -1,9 +1,10 @@
-"""The `auth-sidecar` command: serve, mint, validate and health. A thin adapter over the core."""
+"""The `auth-sidecar` command: serve, mint, validate, revoke and health. A thin adapter."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar import __version__, config
-from sidecar.core.errors import BindError, ConfigError, KeysUnavailable, MintError
+from sidecar.core.errors import BindError, CallError, ConfigError, KeysUnavailable
 from sidecar.observe import logs
 
 EXIT_INVALID = 1
@@ -72,7 +73,7 @@ def _mint(args: argparse.Namespace) -> int:
         claims[cfg.shape_claim or SHAPE_CLAIM] = _shape(args)
     try:
         minted = minter.mint(args.user_id, claims, args.ttl)
-    except MintError as error:
+    except CallError as error:
         print(f"mint: {error}", file=sys.stderr)
         return EXIT_CONFIG
     print(minted.token)
@@ -94,6 +95,52 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     print(json.dumps(decision.to_json(), indent=2, sort_keys=True))
     return 0 if decision.valid else EXIT_INVALID
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    """Writes to the configured store directly: whoever holds the configuration needs no admin
+    secret. Running sidecars pick the revocation up as they would from Revoke."""
+    from sidecar.stores.base import StoreUnavailable
+    from sidecar.stores.open import open_store
+
+    cfg = _config(args)
+    if cfg.revocation is None:
+        print(
+            "revoke: no revocation store: set SIDECAR_STATE_DIR (embedded) or "
+            "SIDECAR_REVOCATION_STORE",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    revoker = config.build_revoker(cfg)
+    try:
+        if args.jti is not None:
+            if args.expires_at is None:
+                raise CallError("revoke: --jti needs --expires-at (the token's exp)")
+            revocation = revoker.token(args.iss, args.jti, args.expires_at)
+        elif args.user is not None:
+            revocation = revoker.user(args.iss, args.user, args.not_before)
+        else:
+            revocation = revoker.issuer(args.iss, args.not_before)
+    except CallError as error:
+        print(f"revoke: {str(error).removeprefix('revoke: ')}", file=sys.stderr)
+        return EXIT_CONFIG
+    store = open_store(cfg.revocation)
+
+    async def write() -> None:
+        try:
+            await store.revoke(revocation)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(write())
+    except StoreUnavailable as error:
+        print(f"revoke: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(
+        json.dumps({"revoked": revocation.kind.value, "iss": revocation.iss, "at": revocation.at})
+    )
+    return 0
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -150,6 +197,23 @@ def _shape(args: argparse.Namespace) -> dict[str, Any]:
     if args.shape_param:
         shape["params"] = args.shape_param
     return shape
+
+
+def _time(text: str) -> float:
+    """Unix seconds (`1767225600`), or ISO 8601 with an offset (`2026-12-07T10:00:00Z`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected Unix seconds or an ISO 8601 time such as 2026-12-07T10:00:00Z, not {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, such as Z or +01:00")
+    return moment.timestamp()
 
 
 def _claim(text: str) -> tuple[str, Any]:
@@ -228,6 +292,28 @@ def _parser() -> argparse.ArgumentParser:
     _add_settings(validate, config.VALIDATE)
     validate.add_argument("token", metavar="TOKEN", help="the token, or - to read it from stdin")
     validate.set_defaults(run=_validate)
+
+    revoke = commands.add_parser(
+        "revoke", help="revoke a token (--jti), a user's tokens (--user) or an issuer's (--issuer)"
+    )
+    _add_settings(revoke, config.REVOKE)
+    what = revoke.add_mutually_exclusive_group(required=True)
+    what.add_argument("--jti", help="one token, by its jti (with --expires-at)")
+    what.add_argument("--user", metavar="USER_ID", help="every token of this user before a time")
+    what.add_argument(
+        "--issuer", action="store_true", help="every token of --iss issued before a time"
+    )
+    revoke.add_argument("--iss", default="", help="the tokens' iss (default: none)")
+    revoke.add_argument(
+        "--expires-at", type=_time, metavar="TIME", help="the token's exp: kept until then"
+    )
+    revoke.add_argument(
+        "--not-before",
+        type=_time,
+        metavar="TIME",
+        help="tokens issued before this are refused (default: now)",
+    )
+    revoke.set_defaults(run=_revoke)
 
     probe = commands.add_parser("health", help="gRPC health probe; exit 0 when SERVING")
     probe.add_argument(

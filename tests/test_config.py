@@ -573,6 +573,8 @@ def test_secure_only_list_covers_the_secure_settings() -> None:
         "SIDECAR_INTROSPECTION_CLIENT_SECRET",
         "SIDECAR_INTROSPECTION_CLIENT_SECRET_FILE",
         "SIDECAR_INTROSPECTION_EVERY_TOKEN",
+        "SIDECAR_ADMIN_SECRET",
+        "SIDECAR_ADMIN_SECRET_FILE",
     }
 
 
@@ -880,6 +882,7 @@ def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
     derived = {"verifier", "signer", "alg", "remote", "warnings", "files", "issuers", "tls"}
     derived.add("routes")
     derived.add("introspection")  # the introspection rule joins SIDECAR_INTROSPECTION_*
+    derived.add("revocation")  # the store rule joins SIDECAR_REVOCATION_* and SIDECAR_STATE_DIR
     assert top | derived | {"envoy", "fetch"} == names
     assert nested == envoy
     assert fetch == {f.name for f in dataclasses.fields(FetchSettings)}
@@ -888,7 +891,8 @@ def test_every_target_is_a_config_field_and_every_field_has_a_source() -> None:
 def test_every_setting_is_offered_to_serve_and_only_known_commands() -> None:
     for setting in SETTINGS:
         assert config.SERVE in setting.commands, setting.env
-        assert setting.commands <= {config.SERVE, config.MINT, config.VALIDATE}, setting.env
+        known = {config.SERVE, config.MINT, config.VALIDATE, config.REVOKE}
+        assert setting.commands <= known, setting.env
     # A *_FILE row offers its flag wherever its secret's row does.
     by_env = {s.env: s for s in SETTINGS}
     for setting in SETTINGS:

@@ -11,7 +11,7 @@ from support import insecure_config
 
 from authsidecar.v1 import auth_pb2
 from sidecar.config import build_minter
-from sidecar.core.errors import MintInvalidArgument
+from sidecar.core.errors import CallInvalidArgument
 from sidecar.runtime import limits
 
 
@@ -24,7 +24,7 @@ def _largest_mint(max_token_bytes: int, item: Any) -> auth_pb2.MintRequest:
         try:
             minter.mint("u", {"a": [item] * middle})
             low = middle
-        except MintInvalidArgument:
+        except CallInvalidArgument:
             high = middle - 1
     request = auth_pb2.MintRequest(user_id="u")
     request.claims.update({"a": [item] * low})

@@ -646,6 +646,7 @@ def test_reflection_lists_and_describes_the_services(insecure: str) -> None:
     assert methods == {
         "Validate": ("authsidecar.v1.ValidateRequest", "authsidecar.v1.ValidateResponse"),
         "Mint": ("authsidecar.v1.MintRequest", "authsidecar.v1.MintResponse"),
+        "Revoke": ("authsidecar.v1.RevokeRequest", "authsidecar.v1.RevokeResponse"),
     }
     fields = {f.name: f.number for f in response.fields}
     assert fields == {

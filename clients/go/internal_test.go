@@ -74,6 +74,7 @@ func TestReasonNames(t *testing.T) {
 		ReasonUnspecified, ReasonMalformed, ReasonAlgorithmMismatch, ReasonBadSignature,
 		ReasonExpired, ReasonNotYetValid, ReasonMissingClaim, ReasonInvalidClaim,
 		ReasonInvalidUserID, ReasonShapeMismatch, ReasonForbidden, ReasonInactive,
+		ReasonRevoked,
 	}
 	values := authsidecarv1.Reason(0).Descriptor().Values()
 	if values.Len() != len(all) {

@@ -52,6 +52,9 @@ const (
 	// ReasonInactive: an opaque token that the issuer's introspection endpoint calls inactive.
 	// Message: `Token is not active`.
 	ReasonInactive = Reason(authsidecarv1.Reason_REASON_INACTIVE)
+	// ReasonRevoked: the token is otherwise valid, but it, its user's or its issuer's tokens
+	// were revoked (Revoke). Message: `Token has been revoked`.
+	ReasonRevoked = Reason(authsidecarv1.Reason_REASON_REVOKED)
 )
 
 const unknownReasonPrefix = "REASON_UNKNOWN_"

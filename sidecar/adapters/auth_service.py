@@ -15,28 +15,31 @@ from sidecar.adapters.gate import PASSED, Gate, settle
 from sidecar.core import shape
 from sidecar.core.cache import Decider, Responses
 from sidecar.core.errors import (
+    CallDisabled,
+    CallError,
+    CallInvalidArgument,
+    CallPermissionDenied,
+    CallUnauthenticated,
     IntrospectionNeeded,
     KeysUnavailable,
     MalformedToken,
-    MintDisabled,
-    MintError,
-    MintInvalidArgument,
-    MintPermissionDenied,
-    MintUnauthenticated,
 )
 from sidecar.core.minter import Minter
+from sidecar.core.revocation import Kind, Revocation, Revoker
 from sidecar.core.rules import HIDDEN_HEADERS
 from sidecar.core.validator import Decision
 from sidecar.observe.traffic import Traffic
+from sidecar.stores.base import StoreUnavailable
+from sidecar.stores.replica import Replica
 
 log = logging.getLogger(__name__)
 
 NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
-_MINT_CODES: dict[type[MintError], grpc.StatusCode] = {
-    MintDisabled: grpc.StatusCode.FAILED_PRECONDITION,
-    MintUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
-    MintPermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
-    MintInvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+_CALL_CODES: dict[type[CallError], grpc.StatusCode] = {
+    CallDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    CallUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    CallPermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    CallInvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
 }
 # google.protobuf.Timestamp spans 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 _MIN_SECONDS = -62_135_596_800
@@ -53,22 +56,67 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
         memo_size: int = 0,
         shape_claim: str | None = None,
         gate: Gate | None = None,
+        revoker: Revoker | None = None,
+        replica: Replica | None = None,
     ) -> None:
         """`memo_size`: how many responses to valid decisions to keep for reuse (see
         cache.Responses); worth it only behind a cache, which returns the same decision again.
         `shape_claim`: the claim a request's `shape` is matched against (None: off).
         `gate`: decides a ValidateRequest that carries its HTTP request, with the routes, as
-        Check and forward auth do; None, or a gate without routes: the token alone decides."""
+        Check and forward auth do; None, or a gate without routes: the token alone decides.
+        `revoker`: who may call Revoke (None: nobody); `replica`: where revocations are stored
+        (None: revocation is off)."""
         # One reference, so that a reload swaps them at once (see `swap`).
         self._current = (validator, minter, gate)
+        self._revoker = revoker
+        self._replica = replica
         self._responses = Responses(lambda decision, _: to_response(decision), memo_size)
         self._shape_claim = shape_claim
         # Decided once, so that the hot path makes no logging calls unless debug is on.
         self._debug = log.isEnabledFor(logging.DEBUG)
 
-    def swap(self, validator: Decider, minter: Minter, gate: Gate | None = None) -> None:
+    def swap(
+        self,
+        validator: Decider,
+        minter: Minter,
+        gate: Gate | None = None,
+        revoker: Revoker | None = None,
+    ) -> None:
         """Hot reload: later calls use these; each call in flight keeps what it started with."""
         self._current = (validator, minter, gate)
+        self._revoker = revoker
+
+    async def Revoke(  # noqa: N802 - gRPC method name
+        self, request: auth_pb2.RevokeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.RevokeResponse:
+        revoker, replica = self._revoker, self._replica
+        try:
+            if revoker is None:
+                raise CallDisabled("Revoke is off on this server")
+            revoker.authorize(_metadata(context, "authorization"))
+            if replica is None:
+                raise CallDisabled(
+                    "Revoke needs a revocation store: set SIDECAR_STATE_DIR (embedded) or "
+                    "SIDECAR_REVOCATION_STORE"
+                )
+            revocation = _revocation(revoker, request)
+            await replica.revoke(revocation)
+        except CallError as error:
+            log.info("revoke refused: %s", error)
+            await context.abort(_CALL_CODES[type(error)], str(error))
+        except StoreUnavailable as error:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
+        # %r: the caller's text, which must not be able to start a log line of its own.
+        log.info(
+            "revoked kind=%s iss=%r subject=%r",
+            revocation.kind.value,
+            revocation.iss,
+            revocation.subject,
+        )
+        response = auth_pb2.RevokeResponse()
+        if revocation.kind is Kind.TOKEN:
+            response.kept_until.seconds = math.ceil(revocation.at)
+        return response
 
     async def Validate(  # noqa: N802 - gRPC method name
         self, request: auth_pb2.ValidateRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -105,9 +153,9 @@ class AuthService(auth_pb2_grpc.AuthServiceServicer):
             # Not ToTimedelta(): it overflows on durations far beyond any ceiling.
             ttl = request.ttl.seconds + request.ttl.nanos / 1e9 if request.HasField("ttl") else None
             minted = minter.mint(request.user_id, claims, ttl)
-        except MintError as error:
+        except CallError as error:
             log.info("mint refused: %s", error)
-            await context.abort(_MINT_CODES[type(error)], str(error))
+            await context.abort(_CALL_CODES[type(error)], str(error))
         # %r: a user id is the caller's text, and must not be able to start a log line of its own.
         log.info("minted a token for user_id=%r", request.user_id)
         response = auth_pb2.MintResponse(token=minted.token)
@@ -147,6 +195,28 @@ def _routed(gate: Gate, token: str, http: auth_pb2.HttpRequest) -> Decision | No
     return verdict.decision or Decision.refused(MalformedToken())
 
 
+def _revocation(revoker: Revoker, request: auth_pb2.RevokeRequest) -> Revocation:
+    """The revocation that `request` asks for. Raises CallInvalidArgument."""
+    target = request.WhichOneof("target")
+    if target == "token":
+        t = request.token
+        exp = _seconds(t.expires_at) if t.HasField("expires_at") else None
+        return revoker.token(t.iss, t.jti, exp)
+    if target == "user":
+        u = request.user
+        return revoker.user(
+            u.iss, u.user_id, _seconds(u.not_before) if u.HasField("not_before") else None
+        )
+    if target == "issuer":
+        i = request.issuer
+        return revoker.issuer(i.iss, _seconds(i.not_before) if i.HasField("not_before") else None)
+    raise CallInvalidArgument("Revoke needs one of token, user or issuer")
+
+
+def _seconds(timestamp: Any) -> float:
+    return float(timestamp.seconds + timestamp.nanos / 1e9)
+
+
 def add_to_server(service: AuthService, server: grpc.aio.Server, traffic: Traffic) -> None:
     rpc.register(
         server,
@@ -154,6 +224,7 @@ def add_to_server(service: AuthService, server: grpc.aio.Server, traffic: Traffi
         {
             "Validate": (service.Validate, auth_pb2.ValidateRequest, auth_pb2.ValidateResponse),
             "Mint": (service.Mint, auth_pb2.MintRequest, auth_pb2.MintResponse),
+            "Revoke": (service.Revoke, auth_pb2.RevokeRequest, auth_pb2.RevokeResponse),
         },
         traffic,
     )
@@ -182,7 +253,7 @@ def _claims(request: auth_pb2.MintRequest) -> dict[str, Any] | None:
     try:
         return from_struct(request.claims)
     except ValueError as error:  # NaN or Infinity: JSON has no such numbers
-        raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
+        raise CallInvalidArgument(f"claims are not valid JSON: {error}") from None
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:

@@ -92,6 +92,7 @@ class ConnectAuthService:
             for name, call, request_type in (
                 ("Validate", auth.Validate, auth_pb2.ValidateRequest),
                 ("Mint", auth.Mint, auth_pb2.MintRequest),
+                ("Revoke", auth.Revoke, auth_pb2.RevokeRequest),
             )
         }
 

@@ -7,14 +7,21 @@ Modules: `parsers` (text to value), `setting` (one row), `settings` (the table),
 what it needs from here; inside, modules import each other directly.
 """
 
-from sidecar.config.build import build_minter, build_validator, decider, refreshers_for
+from sidecar.config.build import (
+    build_minter,
+    build_revoker,
+    build_validator,
+    decider,
+    refreshers_for,
+)
 from sidecar.config.loader import load
 from sidecar.config.model import Config, EnvoyConfig
-from sidecar.config.setting import MINT, SERVE, VALIDATE, Setting
+from sidecar.config.setting import MINT, REVOKE, SERVE, VALIDATE, Setting
 from sidecar.config.settings import SECURE_ONLY, SETTINGS
 
 __all__ = [
     "MINT",
+    "REVOKE",
     "SECURE_ONLY",
     "SERVE",
     "SETTINGS",
@@ -23,6 +30,7 @@ __all__ = [
     "EnvoyConfig",
     "Setting",
     "build_minter",
+    "build_revoker",
     "build_validator",
     "decider",
     "load",

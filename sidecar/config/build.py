@@ -10,6 +10,8 @@ from collections.abc import Callable
 from sidecar.config.model import Config
 from sidecar.core.cache import Decider
 from sidecar.core.minter import Minter
+from sidecar.core.policy import Mode
+from sidecar.core.revocation import Revoker
 from sidecar.core.routing import IssuerRouter
 from sidecar.core.validator import Validator
 from sidecar.keys.fetch import Refresher
@@ -24,6 +26,11 @@ def build_validator(config: Config, clock: Callable[[], float] = time.time) -> V
 def build_minter(config: Config, clock: Callable[[], float] = time.time) -> Minter:
     """The core's Minter for `config`; insecure mode has no signer, and signs nothing."""
     return Minter(config.policy, config.mint_policy, config.signer, clock)
+
+
+def build_revoker(config: Config, clock: Callable[[], float] = time.time) -> Revoker:
+    """Who may revoke with `config`, and the skew that a token's revocation outlives exp by."""
+    return Revoker(config.mode is Mode.INSECURE, config.admin_secret, config.clock_skew, clock)
 
 
 def decider(config: Config) -> Decider:

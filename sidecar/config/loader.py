@@ -6,6 +6,7 @@ key source, the keys and the algorithm, the mint secret, TLS, the mode).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +19,13 @@ from sidecar.config.settings import KEY_SOURCES, SETTINGS
 from sidecar.core.crypto import Signer, Verifier
 from sidecar.core.errors import ConfigError
 from sidecar.core.policy import Mode
+from sidecar.core.revocation import Posture
 from sidecar.core.rules import DefaultRoute
 from sidecar.keys import algorithms, jwks, tls
 from sidecar.keys.fetch import FetchSettings, Remote, url_problem
 from sidecar.keys.introspect import IntrospectionSettings
 from sidecar.keys.tls import TlsFiles
+from sidecar.stores.base import EMBEDDED, StoreSettings
 
 
 def load(env: Mapping[str, str], flags: Mapping[str, str | None] | None = None) -> Config:
@@ -117,6 +120,7 @@ class _Loader:
             fields.update(self._jwks_keys(source, values))
         if mode is Mode.SECURE:
             fields["introspection"] = self._introspection(values, source)
+        fields["revocation"] = self._revocation(values)
         fetch = groups["fetch"]
         if None not in (fetch["refresh"], fetch["min_refresh"]) and (
             fetch["min_refresh"] > fetch["refresh"]
@@ -273,6 +277,32 @@ class _Loader:
             ca_file=values["SIDECAR_JWKS_CA_FILE"],
             every_token=bool(values["SIDECAR_INTROSPECTION_EVERY_TOKEN"]),
         )
+
+    def _revocation(self, values: Mapping[str, Any]) -> StoreSettings | None:
+        """SIDECAR_REVOCATION_STORE: a Redis URL, or the embedded store in SIDECAR_STATE_DIR
+        (created here, so that a directory that cannot be is a config line, not a crash)."""
+        url = values["SIDECAR_REVOCATION_STORE"]
+        state_dir = values["SIDECAR_STATE_DIR"]
+        if url is None or "SIDECAR_STATE_DIR" in self._failed:
+            return None
+        if url == EMBEDDED:
+            if state_dir is None:
+                if self._get("SIDECAR_REVOCATION_STORE") is not None:
+                    self._problem("SIDECAR_REVOCATION_STORE", "is embedded: set SIDECAR_STATE_DIR")
+                return None
+            try:
+                Path(state_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                self._problem("SIDECAR_STATE_DIR", f"cannot create {state_dir}: {error.strerror}")
+                return None
+            if not os.access(state_dir, os.W_OK | os.X_OK):
+                self._problem("SIDECAR_STATE_DIR", f"{state_dir} is not writable")
+                return None
+        staleness = values["SIDECAR_REVOCATION_MAX_STALENESS_SECONDS"]
+        if staleness is None or values["SIDECAR_REVOCATION_FAIL"] is None:
+            return None
+        posture = Posture(float(staleness), values["SIDECAR_REVOCATION_FAIL"] == "open")
+        return StoreSettings(url, state_dir, posture)
 
     def _value(self, setting: Setting) -> Any:
         """The setting's parsed value, its default's when unset, or None (with a problem)."""

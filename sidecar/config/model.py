@@ -13,6 +13,7 @@ from sidecar.keys import jwks
 from sidecar.keys.fetch import FetchSettings, Remote
 from sidecar.keys.introspect import IntrospectionSettings
 from sidecar.keys.tls import TlsFiles
+from sidecar.stores.base import StoreSettings
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class Config:
     routes: Routes = NO_ROUTES
     # SIDECAR_INTROSPECTION_URL and its settings: opaque tokens are introspected (RFC 7662).
     introspection: IntrospectionSettings | None = field(default=None, repr=False)
+    # SIDECAR_ADMIN_SECRET: what Revoke callers send in secure mode (None: Revoke is off there).
+    admin_secret: bytes | None = field(default=None, repr=False)
+    # SIDECAR_REVOCATION_STORE and its settings (None: revocation is off).
+    revocation: StoreSettings | None = None
 
     @property
     def policy(self) -> Policy:
@@ -141,6 +146,7 @@ class Config:
             *([f"http={self.http_listen}"] if self.http_listen else []),
             *([f"http_api={self.http_api_listen}"] if self.http_api_listen else []),
             f"namespace={self.namespace or '-'}",
+            *([f"revocations={self.revocation.shown}"] if self.revocation else []),
             *([f"routes={len(self.routes.routes)}"] if self.routes.routes else []),
         ]
         if self.mode is Mode.SECURE:

@@ -13,6 +13,7 @@ import re
 import ssl
 from collections.abc import Callable
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from sidecar.core import claims
 from sidecar.core.policy import Mode
@@ -219,3 +220,16 @@ def mint_secret(raw: str) -> bytes:
     if len(secret) < MINT_SECRET_MIN_BYTES:
         raise Invalid(f"must be at least {MINT_SECRET_MIN_BYTES} bytes long")
     return secret
+
+
+def revocation_store(raw: str) -> str:
+    """`embedded`, or a Redis URL: redis://, rediss:// (TLS) or unix://, with a host or path."""
+    if raw == "embedded":
+        return raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise Invalid(
+            "must be embedded, or a URL such as redis://host:6379/0, rediss://host:6380 or "
+            "unix:///run/redis.sock"
+        )
+    return raw

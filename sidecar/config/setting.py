@@ -10,6 +10,7 @@ from sidecar.config import parsers
 SERVE = "serve"
 MINT = "mint"
 VALIDATE = "validate"
+REVOKE = "revoke"
 _ALL = frozenset((SERVE, MINT, VALIDATE))
 
 
@@ -44,3 +45,4 @@ class Setting:
 SERVE_ONLY = frozenset((SERVE,))
 SERVE_MINT = frozenset((SERVE, MINT))
 SERVE_VALIDATE = frozenset((SERVE, VALIDATE))
+SERVE_REVOKE = frozenset((SERVE, REVOKE))

@@ -16,6 +16,7 @@ from sidecar.config.setting import (
     VALIDATE,
     Setting,
 )
+from sidecar.config.state_settings import STATE
 from sidecar.core.policy import Mode
 from sidecar.core.rules import DefaultRoute
 from sidecar.keys import tls
@@ -329,6 +330,7 @@ SETTINGS: tuple[Setting, ...] = (
         commands=SERVE_ONLY,
     ),
     *REMOTE,
+    *STATE,
     Setting(
         "SIDECAR_ENVOY_TOKEN_HEADER",
         "Envoy: also read the token from this header",

@@ -1,4 +1,4 @@
-"""The sidecar's exceptions: one family each for token refusals, Mint refusals and config.
+"""The sidecar's exceptions: one family each for token refusals, call refusals and config.
 
 Token errors carry Electric's wording word for word, and a stable reason code; both are API.
 """
@@ -146,6 +146,14 @@ class Inactive(TokenError):
     message = "Token is not active"
 
 
+class Revoked(TokenError):
+    """A valid token that was revoked: by `(iss, jti)`, or by its user's or its issuer's
+    "not before" time (core/revocation.py)."""
+
+    reason = Reason.REVOKED
+    message = "Token has been revoked"
+
+
 class UnsendableClaim(TokenError):
     """A claim that SIDECAR_CLAIM_HEADERS sends upstream has a value no header can carry
     whole (an object, a line break, a comma inside an array's element): refused, never cut."""
@@ -174,23 +182,28 @@ class IntrospectionNeeded(KeysUnavailable):
         self.fetch = fetch
 
 
-class MintError(SidecarError):
-    """A Mint request was refused; the adapters map each subclass to a status code."""
+class RevocationsUnavailable(KeysUnavailable):
+    """The local copy of the revocations is older than SIDECAR_REVOCATION_MAX_STALENESS_SECONDS
+    (or was never loaded) and SIDECAR_REVOCATION_FAIL=closed: no valid decision is given."""
 
 
-class MintDisabled(MintError):
-    """Minting is not configured in this mode (FAILED_PRECONDITION)."""
+class CallError(SidecarError):
+    """A Mint or Revoke request was refused; the adapters map each subclass to a status code."""
 
 
-class MintUnauthenticated(MintError):
-    """The caller sent no mint credential (UNAUTHENTICATED)."""
+class CallDisabled(CallError):
+    """The call is not configured in this mode (FAILED_PRECONDITION)."""
 
 
-class MintPermissionDenied(MintError):
-    """The caller's mint credential is wrong (PERMISSION_DENIED)."""
+class CallUnauthenticated(CallError):
+    """The caller sent no credential (UNAUTHENTICATED)."""
 
 
-class MintInvalidArgument(MintError):
+class CallPermissionDenied(CallError):
+    """The caller's credential is wrong (PERMISSION_DENIED)."""
+
+
+class CallInvalidArgument(CallError):
     """The request itself is bad: blank user, bad ttl, reserved claims (INVALID_ARGUMENT)."""
 
 

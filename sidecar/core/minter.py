@@ -7,20 +7,18 @@ Insecure mode writes the shape of `jwt.sign(claims, '', {algorithm: 'none'})`.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sidecar.core import jws
+from sidecar.core.credentials import check_bearer
 from sidecar.core.crypto import Signer
 from sidecar.core.errors import (
+    CallDisabled,
+    CallInvalidArgument,
     MalformedToken,
-    MintDisabled,
-    MintInvalidArgument,
-    MintPermissionDenied,
-    MintUnauthenticated,
 )
 from sidecar.core.policy import MintPolicy, Mode, Policy
 
@@ -71,34 +69,23 @@ class Minter:
     def authorize(self, authorization: str | None) -> None:
         """Checks a caller's `authorization` value. Insecure mode lets anyone mint.
 
-        Raises MintDisabled, MintUnauthenticated or MintPermissionDenied.
+        Raises CallDisabled, CallUnauthenticated or CallPermissionDenied.
         """
         if self._insecure:
             return
-        if self._secret is None:
-            raise MintDisabled(
-                "Mint is off in secure mode: set SIDECAR_MINT_SECRET, and send it as "
-                "'authorization: Bearer <secret>'"
-            )
-        if not authorization:
-            raise MintUnauthenticated("Mint needs 'authorization: Bearer <SIDECAR_MINT_SECRET>'")
-        scheme, _, credential = authorization.partition(" ")
-        given = credential.strip().encode()
-        # Compare even on a wrong scheme, so that timing says nothing about which part failed.
-        if not hmac.compare_digest(given, self._secret) or scheme.lower() != "bearer":
-            raise MintPermissionDenied("the mint credential is wrong")
+        check_bearer(authorization, self._secret, "Mint", "SIDECAR_MINT_SECRET")
 
     def mint(
         self, user_id: str, claims: Mapping[str, Any] | None = None, ttl: float | None = None
     ) -> Minted:
-        """Builds a token for `user_id`. Raises MintInvalidArgument or MintDisabled."""
+        """Builds a token for `user_id`. Raises CallInvalidArgument or CallDisabled."""
         signer = self._signer
         if not self._insecure and signer is None:
-            raise MintDisabled(
+            raise CallDisabled(
                 "Mint needs AUTH_JWT_SIGNING_KEY, the private key of AUTH_JWT_KEY (any but HS)"
             )
         if not user_id.strip():
-            raise MintInvalidArgument("user_id must not be blank")
+            raise CallInvalidArgument("user_id must not be blank")
         seconds = self._ttl_seconds(ttl)
         payload = dict(claims or {})
         now = int(self._clock())
@@ -117,7 +104,7 @@ class Minter:
         reserved = _TIME_CLAIMS if self._insecure else (*_TIME_CLAIMS, "iss", "aud")
         for name in reserved:
             if name in payload:
-                raise MintInvalidArgument(
+                raise CallInvalidArgument(
                     f'claims may not set "{name}": the sidecar writes it (use ttl)'
                 )
         payload.update(stamped)
@@ -128,12 +115,12 @@ class Minter:
         try:
             token = jws.encode(header, payload, signer)
         except ValueError as error:  # NaN or Infinity in the claims
-            raise MintInvalidArgument(f"claims are not valid JSON: {error}") from None
+            raise CallInvalidArgument(f"claims are not valid JSON: {error}") from None
         try:
             # Every minted token must pass Validate on this sidecar; parsing is what could fail.
             jws.parse(token, self._policy.max_token_bytes)
         except MalformedToken:
-            raise MintInvalidArgument(
+            raise CallInvalidArgument(
                 "the claims make a token that Validate would refuse: longer than "
                 f"SIDECAR_MAX_TOKEN_BYTES ({self._policy.max_token_bytes}), nested deeper than "
                 f"{jws.MAX_DEPTH} levels, or with a number beyond a double"
@@ -144,7 +131,7 @@ class Minter:
         if ttl is None:
             return None
         if not 1 <= ttl <= self._max_ttl:
-            raise MintInvalidArgument(
+            raise CallInvalidArgument(
                 f"ttl must be from 1 to {self._max_ttl} seconds (SIDECAR_MINT_MAX_TTL_SECONDS"
                 + (", SIDECAR_JWT_MAX_LIFETIME_SECONDS)" if self._max_ttl < self._mint_max else ")")
             )
@@ -157,9 +144,9 @@ class Minter:
         if namespace is not None:
             nested = payload.get(namespace, {})
             if not isinstance(nested, dict):
-                raise MintInvalidArgument(f'claims["{namespace}"] must be an object')
+                raise CallInvalidArgument(f'claims["{namespace}"] must be an object')
             target = payload[namespace] = dict(nested)
         for name in _USER_CLAIMS:
             if name in target:
-                raise MintInvalidArgument(f'claims may not set "{name}": use user_id')
+                raise CallInvalidArgument(f'claims may not set "{name}": use user_id')
         target["user_id"] = user_id

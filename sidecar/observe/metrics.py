@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from sidecar import __version__
 from sidecar.core.cache import Counters
 from sidecar.core.errors import Reason
+from sidecar.stores.base import Events
 
 PREFIX: Final = "auth_sidecar"
 # prometheus_client's own variable: when set at start-up, its metrics live in files there.
@@ -105,6 +106,37 @@ class Metrics:
             ("result",),
             registry=recorded,
         )
+        self._revocations = Gauge(
+            f"{PREFIX}_revocations_held",
+            "Revocations held in memory (with workers, the most any holds)",
+            registry=recorded,
+            multiprocess_mode="livemax",
+        )
+        self._revocations_age = Gauge(
+            f"{PREFIX}_revocations_sync_age_seconds",
+            "Seconds since the revocations were last confirmed with their store (with workers, "
+            "the oldest); -1 before the first sync",
+            registry=recorded,
+            multiprocess_mode="livemax",
+        )
+        self._revocations_stale = Gauge(
+            f"{PREFIX}_revocations_stale",
+            "1 while the revocations are older than SIDECAR_REVOCATION_MAX_STALENESS_SECONDS "
+            "(closed: valid tokens get UNAVAILABLE; open: decided from the old copy)",
+            registry=recorded,
+            multiprocess_mode="livemax",
+        )
+        self._store_errors = Counter(
+            f"{PREFIX}_revocation_store_errors",
+            "Failed reads, writes and connections of the revocation store",
+            registry=recorded,
+        )
+        self._propagation = Histogram(
+            f"{PREFIX}_revocation_propagation_seconds",
+            "Time from a revocation's write to the store to its arrival in a worker",
+            buckets=LATENCY_BUCKETS,
+            registry=recorded,
+        )
         Gauge(
             f"{PREFIX}_build_info",
             "Always 1; the labels say which build is running",
@@ -155,6 +187,15 @@ class Metrics:
 
     def route_denied(self, route: str, enforced: bool) -> None:
         (self._route_denials if enforced else self._dry_run_denials).labels(route).inc()
+
+    def store_events(self) -> Events:
+        """What a revocation store reports: its errors, and each revocation's propagation."""
+        return Events(error=self._store_errors.inc, applied=self._propagation.observe)
+
+    def revocations(self, held: int, age: float | None, stale: bool) -> None:
+        self._revocations.set(held)
+        self._revocations_age.set(-1 if age is None else age)
+        self._revocations_stale.set(int(stale))
 
     def reloaded(self, ok: bool) -> None:
         self._reloads.labels("ok" if ok else "error").inc()

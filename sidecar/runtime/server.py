@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,23 +23,27 @@ from sidecar.adapters.connect import ConnectAuthService
 from sidecar.adapters.ext_authz import EnvoyAuthorization
 from sidecar.adapters.forward_auth import ForwardAuth
 from sidecar.adapters.gate import Gate
-from sidecar.config import Config, build_minter, decider
+from sidecar.config import Config, build_minter, build_revoker, decider
 from sidecar.core import cache, introspection
 from sidecar.core.errors import BindError
 from sidecar.core.policy import Mode
+from sidecar.core.revocation import RevokingDecider
 from sidecar.keys import introspect, tls
-from sidecar.keys.fetch import Refresher
 from sidecar.keys.jwks import JwksVerifier
 from sidecar.observe.observability import Observability
 from sidecar.observe.traffic import Traffic
 from sidecar.protocols.http_server import HttpServer, Limits, Route
 from sidecar.runtime import binding, eventloop, limits
 from sidecar.runtime.reload import KeyFetchers, Reloader
+from sidecar.stores.replica import Replica
 
 log = logging.getLogger("auth-sidecar")
 
 # The drain's traffic has settled once no call has started, and none is running, for this long.
 QUIET_SECONDS = 0.1
+# Health's service for the revocations' freshness; how often it and the metrics are updated.
+REVOCATIONS = "authsidecar.v1.Revocations"
+WATCH_SECONDS = 1.0
 # The part of the grace period kept for the stop itself, in which taken calls finish (at most
 # half of the grace period).
 STOP_SECONDS = 1.0
@@ -67,28 +71,38 @@ async def serve(
         # The supervisor holds the other end of stdin: end of file means that it died.
         loop.add_reader(0, _stop_at_end_of_input, loop, stopping)
     observe = Observability(config)
-    auth, check = assemble(config, observe)
+    replica = (
+        Replica(config.revocation, observe.metrics.store_events() if observe.metrics else None)
+        if config.revocation
+        else None
+    )
+    auth, check = assemble(config, observe, replica)
     await observe.open(reuse_port=worker)
     try:
-        return await _serve(config, auth, check, observe, stopping, worker, load)
+        return await _serve(config, auth, check, observe, stopping, worker, load, replica)
     finally:
+        if replica is not None:
+            await replica.stop()
         await observe.close()
 
 
 def assemble(
-    config: Config, observe: Observability | None = None
+    config: Config, observe: Observability | None = None, replica: Replica | None = None
 ) -> tuple[AuthService, EnvoyAuthorization]:
-    """Both adapters over one validator (cached as configured), observed when `observe` says.
+    """Both adapters over one validator (cached as configured), observed when `observe` says,
+    refusing the revocations that `replica` holds.
 
     The one place the services are built: `serve` and the in-process test server share it.
     """
-    validate, check, _ = _deciders(config, observe)
+    validate, check, _ = _deciders(config, observe, replica)
     auth = AuthService(
         validate,
         build_minter(config),
         config.cache_size,
         config.shape_claim,
         gate(config, validate, observe),
+        build_revoker(config),
+        replica,
     )
     return auth, EnvoyAuthorization(
         check,
@@ -111,11 +125,14 @@ def gate(config: Config, validator: cache.Decider, observe: Observability | None
 
 
 def http_api(
-    config: Config, auth: AuthService, observe: Observability | None = None
+    config: Config,
+    auth: AuthService,
+    observe: Observability | None = None,
+    replica: Replica | None = None,
 ) -> tuple[HttpServer, ForwardAuth]:
     """The HTTP API (SIDECAR_HTTP_API_LISTEN): AuthService over Connect, with `auth` itself,
     and forward auth, on a Gate of its own (metrics count its decisions as ForwardAuth)."""
-    forward_decider = _deciders(config, observe)[2]
+    forward_decider = _deciders(config, observe, replica)[2]
     forward = ForwardAuth(
         gate(config, forward_decider, observe),
         config.forward_auth_path,
@@ -142,10 +159,11 @@ def http_api(
 
 
 def _deciders(
-    config: Config, observe: Observability | None
+    config: Config, observe: Observability | None, replica: Replica | None = None
 ) -> tuple[cache.Decider, cache.Decider, cache.Decider]:
     """What Validate, Check and forward auth decide with: one router or validator, behind one
-    fresh cache (so a reload, which builds them anew, starts with an empty cache)."""
+    fresh cache (so a reload, which builds them anew, starts with an empty cache), and in front
+    of it the revocations (checked on every decision, cache hits included)."""
     fetched = [
         c.verifier for c in config.issuers or (config,) if isinstance(c.verifier, JwksVerifier)
     ]
@@ -161,6 +179,8 @@ def _deciders(
     introspected = [c for c in config.issuers or (config,) if c.introspection is not None]
     if introspected:
         validator = introspecting(validator, introspected[0], config.cache_size)
+    if replica is not None:
+        validator = RevokingDecider(validator, replica.held, replica.settings.posture)
     if observe is None:
         return validator, validator, validator
     return (
@@ -200,6 +220,7 @@ async def _serve(
     stopping: asyncio.Event,
     worker: bool,
     load: Callable[[], Config] | None,
+    replica: Replica | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     traffic = observe.traffic
@@ -215,29 +236,34 @@ async def _serve(
     fetchers = KeyFetchers(metrics.fetched if metrics else None)
     fetchers.start(config, fetchers.initial(config))
     refreshers = fetchers.refreshers
+    if replica is not None:
+        replica.start()
     server, address, health_servicer = await start(
-        config, auth, check, traffic, worker, serving=not refreshers
+        config, auth, check, traffic, worker, serving=not refreshers and replica is None
     )
     http_server, forward, http_address = None, None, None
     if config.http_api_listen:
-        http_server, forward = http_api(config, auth, observe)
+        http_server, forward = http_api(config, auth, observe, replica)
         try:
             http_address = await http_server.start(config.http_api_listen, reuse_port=worker)
         except BindError:
             await server.stop(0)
             raise
     background: list[asyncio.Task[Any]] = []
-    if refreshers:
+    readiness = [r.ready for r in refreshers] + ([replica.ready] if replica else [])
+    if readiness:
         background.append(
-            asyncio.create_task(_serving_when_ready(refreshers, health_servicer, observe))
+            asyncio.create_task(_serving_when_ready(readiness, health_servicer, observe))
         )
     else:
         observe.ready(True)
+    if replica is not None:
+        background.append(asyncio.create_task(watch(replica, health_servicer, observe)))
     if load is not None:
 
         def apply(new: Config) -> None:
-            validate, decide, forward_decider = _deciders(new, observe)
-            auth.swap(validate, build_minter(new), gate(new, validate, observe))
+            validate, decide, forward_decider = _deciders(new, observe, replica)
+            auth.swap(validate, build_minter(new), gate(new, validate, observe), build_revoker(new))
             check.swap(decide, new.routes)
             if forward is not None:
                 forward.swap(forward_decider, new.routes)
@@ -290,16 +316,38 @@ def _stop_at_end_of_input(loop: asyncio.AbstractEventLoop, stopping: asyncio.Eve
 
 
 async def _serving_when_ready(
-    refreshers: list[Refresher],
+    readiness: list[asyncio.Event],
     health_servicer: health.aio.HealthServicer,
     observe: Observability,
 ) -> None:
-    """Health says SERVING only once every issuer's first key set is in: until then, callers
-    fail closed (and an issuer whose keys are missing still answers UNAVAILABLE after)."""
-    for refresher in refreshers:
-        await refresher.ready.wait()
+    """Health says SERVING only once every issuer's first key set, and the first copy of the
+    revocations, is in: until then, callers fail closed (and an issuer whose keys are missing
+    still answers UNAVAILABLE after)."""
+    for ready in readiness:
+        await ready.wait()
     await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
     observe.ready(True)
+
+
+async def watch(
+    replica: Replica,
+    health_servicer: health.aio.HealthServicer,
+    observe: Observability,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Says how fresh the revocations are, every WATCH_SECONDS: health's REVOCATIONS service is
+    NOT_SERVING while the copy is older than the staleness bound (with SIDECAR_REVOCATION_FAIL
+    =open, the sidecar still decides from it), and metrics show the count and the age."""
+    states = health_pb2.HealthCheckResponse
+    shown = None
+    while True:
+        stale = replica.stale()
+        if stale is not shown:
+            await health_servicer.set(REVOCATIONS, states.NOT_SERVING if stale else states.SERVING)
+            shown = stale
+        if observe.metrics:
+            observe.metrics.revocations(len(replica.held), replica.age(), stale)
+        await sleep(WATCH_SECONDS)
 
 
 async def _set_health(health_servicer: health.aio.HealthServicer, status: Any) -> None:

@@ -33,11 +33,11 @@ from support import (
 from sidecar import config
 from sidecar.config import Config
 from sidecar.core.errors import (
-    MintDisabled,
-    MintError,
-    MintInvalidArgument,
-    MintPermissionDenied,
-    MintUnauthenticated,
+    CallDisabled,
+    CallError,
+    CallInvalidArgument,
+    CallPermissionDenied,
+    CallUnauthenticated,
     Reason,
 )
 from sidecar.core.minter import DEFAULT_TTL_SECONDS, Minted, Minter
@@ -167,7 +167,7 @@ def test_insecure_token_expires_after_ttl_plus_skew() -> None:
 @pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
 def test_insecure_time_claims_are_reserved_too(claim: str, ttl: int | None) -> None:
     """Every minted token must pass Validate: a caller's `exp: 1` would make one that cannot."""
-    with pytest.raises(MintInvalidArgument, match=f'"{claim}"'):
+    with pytest.raises(CallInvalidArgument, match=f'"{claim}"'):
         minter(insecure()).mint("alice", {claim: NOW - 100}, ttl=ttl)
 
 
@@ -331,13 +331,13 @@ def test_insecure_lets_anyone_mint(header: str | None) -> None:
 
 @pytest.mark.parametrize("header", [None, "", f"Bearer {SECRET}", "Bearer x"])
 def test_secure_without_mint_secret_is_disabled(header: str | None) -> None:
-    with pytest.raises(MintDisabled, match="SIDECAR_MINT_SECRET"):
+    with pytest.raises(CallDisabled, match="SIDECAR_MINT_SECRET"):
         minter(secure("HS256")).authorize(header)
 
 
 @pytest.mark.parametrize("header", [None, ""])
 def test_missing_credential_is_unauthenticated(header: str | None) -> None:
-    with pytest.raises(MintUnauthenticated, match="Bearer"):
+    with pytest.raises(CallUnauthenticated, match="Bearer"):
         minter(secure("HS256", SIDECAR_MINT_SECRET=SECRET)).authorize(header)
 
 
@@ -359,7 +359,7 @@ def test_missing_credential_is_unauthenticated(header: str | None) -> None:
     ],
 )
 def test_wrong_credential_or_scheme_is_permission_denied(header: str) -> None:
-    with pytest.raises(MintPermissionDenied):
+    with pytest.raises(CallPermissionDenied):
         minter(secure("HS256", SIDECAR_MINT_SECRET=SECRET)).authorize(header)
 
 
@@ -375,13 +375,13 @@ def test_bearer_secret_is_authorized(header: str) -> None:
 def test_authorize_works_for_asymmetric_algorithms(alg: str) -> None:
     m = minter(secure(alg, SIDECAR_MINT_SECRET=SECRET))
     m.authorize(f"Bearer {SECRET}")
-    with pytest.raises(MintPermissionDenied):
+    with pytest.raises(CallPermissionDenied):
         m.authorize("Bearer wrong")
 
 
 def test_mint_errors_are_mint_errors() -> None:
-    for error in (MintDisabled, MintUnauthenticated, MintPermissionDenied, MintInvalidArgument):
-        assert issubclass(error, MintError)
+    for error in (CallDisabled, CallUnauthenticated, CallPermissionDenied, CallInvalidArgument):
+        assert issubclass(error, CallError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,7 +394,7 @@ BOTH = [pytest.param(insecure, id="insecure"), pytest.param(lambda: secure("ES25
 @pytest.mark.parametrize("make", BOTH)
 @pytest.mark.parametrize("user", ["", " ", "\t\n", "\u2003"])
 def test_blank_user_is_invalid(make: Any, user: str) -> None:
-    with pytest.raises(MintInvalidArgument, match="user_id"):
+    with pytest.raises(CallInvalidArgument, match="user_id"):
         minter(make()).mint(user)
 
 
@@ -408,7 +408,7 @@ def test_bad_ttl_is_invalid(make: Any, ttl: float) -> None:
             "SIDECAR_MINT_MAX_TTL_SECONDS": "3600",
         }
     )
-    with pytest.raises(MintInvalidArgument, match="SIDECAR_MINT_MAX_TTL_SECONDS"):
+    with pytest.raises(CallInvalidArgument, match="SIDECAR_MINT_MAX_TTL_SECONDS"):
         minter(cfg).mint("alice", ttl=ttl)
 
 
@@ -421,27 +421,27 @@ def test_ttl_bounds_are_inclusive(ttl: int) -> None:
 def test_default_ttl_ceiling_is_a_day() -> None:
     m = minter(insecure())
     assert m.mint("alice", ttl=86400).expires_at == NOW + 86400
-    with pytest.raises(MintInvalidArgument):
+    with pytest.raises(CallInvalidArgument):
         m.mint("alice", ttl=86401)
 
 
 @pytest.mark.parametrize("make", BOTH)
 @pytest.mark.parametrize("claim", ["sub", "user_id"])
 def test_claims_may_not_set_the_user(make: Any, claim: str) -> None:
-    with pytest.raises(MintInvalidArgument, match=f'"{claim}"'):
+    with pytest.raises(CallInvalidArgument, match=f'"{claim}"'):
         minter(make()).mint("alice", {claim: "mallory"})
 
 
 @pytest.mark.parametrize("claim", ["sub", "user_id"])
 def test_claims_may_not_set_the_user_under_the_namespace(claim: str) -> None:
     for cfg in (insecure(AUTH_JWT_NAMESPACE=NS), secure("HS256", AUTH_JWT_NAMESPACE=NS)):
-        with pytest.raises(MintInvalidArgument, match=f'"{claim}"'):
+        with pytest.raises(CallInvalidArgument, match=f'"{claim}"'):
             minter(cfg).mint("alice", {NS: {claim: "mallory"}})
 
 
 @pytest.mark.parametrize("value", ["bob", ["x"], 1, None])
 def test_namespace_claim_must_be_an_object(value: Any) -> None:
-    with pytest.raises(MintInvalidArgument, match="must be an object"):
+    with pytest.raises(CallInvalidArgument, match="must be an object"):
         minter(insecure(AUTH_JWT_NAMESPACE=NS)).mint("alice", {NS: value})
 
 
@@ -450,7 +450,7 @@ def test_namespace_claim_must_be_an_object(value: Any) -> None:
 def test_secure_claims_may_not_set_stamped_claims(alg: str, claim: str) -> None:
     # Reserved whether or not iss and aud are configured.
     for cfg in (secure(alg), secure(alg, AUTH_JWT_ISS=ISS, AUTH_JWT_AUD=AUD)):
-        with pytest.raises(MintInvalidArgument, match=f'"{claim}"'):
+        with pytest.raises(CallInvalidArgument, match=f'"{claim}"'):
             minter(cfg).mint("alice", {claim: 1})
 
 
@@ -460,7 +460,7 @@ def test_rs_es_without_signing_key_is_disabled(alg: str) -> None:
     del env["AUTH_JWT_SIGNING_KEY"]
     m = minter(config.load(env))
     m.authorize(f"Bearer {SECRET}")  # the caller is fine; minting itself is off
-    with pytest.raises(MintDisabled, match="AUTH_JWT_SIGNING_KEY"):
+    with pytest.raises(CallDisabled, match="AUTH_JWT_SIGNING_KEY"):
         m.mint("alice")
 
 
@@ -476,7 +476,7 @@ def test_rs_es_without_signing_key_is_disabled(alg: str) -> None:
     ids=["nan", "inf", "-inf", "nested"],
 )
 def test_non_finite_numbers_are_invalid(make: Any, claims: dict[str, Any]) -> None:
-    with pytest.raises(MintInvalidArgument):
+    with pytest.raises(CallInvalidArgument):
         minter(make()).mint("alice", claims)
 
 
@@ -497,7 +497,7 @@ def test_claims_nested_too_deep_for_validate_are_refused(make: Any) -> None:
     cfg = make()
     ok = minter(cfg).mint("alice", {"d": _deep(31)})  # 32 levels with the claims object
     assert validate(cfg, ok.token).valid
-    with pytest.raises(MintInvalidArgument):
+    with pytest.raises(CallInvalidArgument):
         minter(cfg).mint("alice", {"d": _deep(32)})
 
 
@@ -506,7 +506,7 @@ def test_claims_too_large_for_validate_are_refused(make: Any) -> None:
     cfg = make()
     ok = minter(cfg).mint("alice", {"pad": "x" * 5000})
     assert validate(cfg, ok.token).valid
-    with pytest.raises(MintInvalidArgument, match="SIDECAR_MAX_TOKEN_BYTES"):
+    with pytest.raises(CallInvalidArgument, match="SIDECAR_MAX_TOKEN_BYTES"):
         minter(cfg).mint("alice", {"pad": "x" * 7000})
 
 
@@ -514,12 +514,12 @@ def test_claims_too_large_for_validate_are_refused(make: Any) -> None:
 def test_numbers_beyond_a_double_are_refused(make: Any) -> None:
     cfg = make()
     assert validate(cfg, minter(cfg).mint("alice", {"n": 2**1000}).token).valid
-    with pytest.raises(MintInvalidArgument):
+    with pytest.raises(CallInvalidArgument):
         minter(cfg).mint("alice", {"n": 10**400})
 
 
 def test_a_user_id_no_protobuf_string_can_carry_is_refused() -> None:
-    with pytest.raises(MintInvalidArgument):
+    with pytest.raises(CallInvalidArgument):
         minter(insecure()).mint("\ud800")
 
 
@@ -563,5 +563,5 @@ def test_mint_stays_within_the_lifetime_bound() -> None:
         assert claims["exp"] - claims["iat"] == 300  # not the 15-minute default
         assert validate(cfg, default.token).valid
         assert validate(cfg, minter(cfg).mint("alice", ttl=300).token).valid
-        with pytest.raises(MintInvalidArgument, match="SIDECAR_JWT_MAX_LIFETIME_SECONDS"):
+        with pytest.raises(CallInvalidArgument, match="SIDECAR_JWT_MAX_LIFETIME_SECONDS"):
             minter(cfg).mint("alice", ttl=301)

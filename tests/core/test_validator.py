@@ -226,6 +226,7 @@ def test_reason_values_are_the_documented_ones() -> None:
         ("SHAPE_MISMATCH", 9),
         ("FORBIDDEN", 10),
         ("INACTIVE", 11),
+        ("REVOKED", 12),
     ]
 
 

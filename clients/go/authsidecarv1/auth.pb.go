@@ -77,6 +77,11 @@ const (
 	// `"active": false`: revoked, expired or never issued. Only decided with introspection
 	// configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
 	Reason_REASON_INACTIVE Reason = 11
+	// The token is otherwise valid, but it was revoked (AuthService.Revoke, or `auth-sidecar
+	// revoke`): by its `iss` and `jti`, or because its user's or its issuer's tokens issued before
+	// a time were, and its `iat` is before that time (or it has no `iat`). Message: `Token has
+	// been revoked`. HTTP: 401.
+	Reason_REASON_REVOKED Reason = 12
 )
 
 // Enum value maps for Reason.
@@ -94,6 +99,7 @@ var (
 		9:  "REASON_SHAPE_MISMATCH",
 		10: "REASON_FORBIDDEN",
 		11: "REASON_INACTIVE",
+		12: "REASON_REVOKED",
 	}
 	Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":        0,
@@ -108,6 +114,7 @@ var (
 		"REASON_SHAPE_MISMATCH":     9,
 		"REASON_FORBIDDEN":          10,
 		"REASON_INACTIVE":           11,
+		"REASON_REVOKED":            12,
 	}
 )
 
@@ -584,6 +591,344 @@ func (x *MintResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// RevokeRequest names what to revoke: exactly one of its targets.
+type RevokeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What is revoked. Required: a request without one is INVALID_ARGUMENT.
+	//
+	// Types that are valid to be assigned to Target:
+	//
+	//	*RevokeRequest_Token
+	//	*RevokeRequest_User
+	//	*RevokeRequest_Issuer
+	Target        isRevokeRequest_Target `protobuf_oneof:"target"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeRequest) Reset() {
+	*x = RevokeRequest{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeRequest) ProtoMessage() {}
+
+func (x *RevokeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeRequest.ProtoReflect.Descriptor instead.
+func (*RevokeRequest) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RevokeRequest) GetTarget() isRevokeRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *RevokeRequest) GetToken() *TokenRevocation {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Token); ok {
+			return x.Token
+		}
+	}
+	return nil
+}
+
+func (x *RevokeRequest) GetUser() *UserRevocation {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_User); ok {
+			return x.User
+		}
+	}
+	return nil
+}
+
+func (x *RevokeRequest) GetIssuer() *IssuerRevocation {
+	if x != nil {
+		if x, ok := x.Target.(*RevokeRequest_Issuer); ok {
+			return x.Issuer
+		}
+	}
+	return nil
+}
+
+type isRevokeRequest_Target interface {
+	isRevokeRequest_Target()
+}
+
+type RevokeRequest_Token struct {
+	// One token, by its issuer and `jti`.
+	Token *TokenRevocation `protobuf:"bytes,1,opt,name=token,proto3,oneof"`
+}
+
+type RevokeRequest_User struct {
+	// Every token of one user issued before a time (logout everywhere, a password reset).
+	User *UserRevocation `protobuf:"bytes,2,opt,name=user,proto3,oneof"`
+}
+
+type RevokeRequest_Issuer struct {
+	// Every token of one issuer issued before a time (a signing key compromised).
+	Issuer *IssuerRevocation `protobuf:"bytes,3,opt,name=issuer,proto3,oneof"`
+}
+
+func (*RevokeRequest_Token) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_User) isRevokeRequest_Target() {}
+
+func (*RevokeRequest_Issuer) isRevokeRequest_Target() {}
+
+// TokenRevocation revokes one token. It is never keyed by the token's bytes: a token re-encoded
+// with the same claims (an ECDSA signature is malleable) is still revoked.
+type TokenRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's `iss` claim. Default: empty, for tokens without `iss`.
+	Iss string `protobuf:"bytes,1,opt,name=iss,proto3" json:"iss,omitempty"`
+	// The token's `jti` claim. Required: a blank `jti` is INVALID_ARGUMENT.
+	Jti string `protobuf:"bytes,2,opt,name=jti,proto3" json:"jti,omitempty"`
+	// The token's `exp`: the revocation is kept until then, plus the allowed clock skew, after
+	// which the token is refused as expired anyway. Required, and not more than a year ahead.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRevocation) Reset() {
+	*x = TokenRevocation{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRevocation) ProtoMessage() {}
+
+func (x *TokenRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRevocation.ProtoReflect.Descriptor instead.
+func (*TokenRevocation) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TokenRevocation) GetIss() string {
+	if x != nil {
+		return x.Iss
+	}
+	return ""
+}
+
+func (x *TokenRevocation) GetJti() string {
+	if x != nil {
+		return x.Jti
+	}
+	return ""
+}
+
+func (x *TokenRevocation) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+// UserRevocation refuses every token of a user whose `iat` is before `not_before`.
+type UserRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tokens' `iss` claim. Default: empty, for tokens without `iss`.
+	Iss string `protobuf:"bytes,1,opt,name=iss,proto3" json:"iss,omitempty"`
+	// The user, as Validate reports it: `sub`, or else `user_id` under the namespace. Required.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Tokens issued before this time are refused; later ones are accepted. Default: now, which
+	// refuses every token issued within the current second, too.
+	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserRevocation) Reset() {
+	*x = UserRevocation{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserRevocation) ProtoMessage() {}
+
+func (x *UserRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserRevocation.ProtoReflect.Descriptor instead.
+func (*UserRevocation) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UserRevocation) GetIss() string {
+	if x != nil {
+		return x.Iss
+	}
+	return ""
+}
+
+func (x *UserRevocation) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UserRevocation) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+// IssuerRevocation refuses every token of an issuer whose `iat` is before `not_before`.
+type IssuerRevocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tokens' `iss` claim. Default: empty, for tokens without `iss`.
+	Iss string `protobuf:"bytes,1,opt,name=iss,proto3" json:"iss,omitempty"`
+	// Tokens issued before this time are refused. Default: now.
+	NotBefore     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuerRevocation) Reset() {
+	*x = IssuerRevocation{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuerRevocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuerRevocation) ProtoMessage() {}
+
+func (x *IssuerRevocation) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuerRevocation.ProtoReflect.Descriptor instead.
+func (*IssuerRevocation) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *IssuerRevocation) GetIss() string {
+	if x != nil {
+		return x.Iss
+	}
+	return ""
+}
+
+func (x *IssuerRevocation) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+// RevokeResponse says that the revocation is stored: every worker sharing the store refuses
+// the token within the store's propagation time.
+type RevokeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Until when the revocation is kept. Unset for a user's or an issuer's revocation, which is
+	// kept until revoked again with a later time.
+	KeptUntil     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=kept_until,json=keptUntil,proto3" json:"kept_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeResponse) Reset() {
+	*x = RevokeResponse{}
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeResponse) ProtoMessage() {}
+
+func (x *RevokeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_authsidecar_v1_auth_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeResponse.ProtoReflect.Descriptor instead.
+func (*RevokeResponse) Descriptor() ([]byte, []int) {
+	return file_authsidecar_v1_auth_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RevokeResponse) GetKeptUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.KeptUntil
+	}
+	return nil
+}
+
 var File_authsidecar_v1_auth_proto protoreflect.FileDescriptor
 
 const file_authsidecar_v1_auth_proto_rawDesc = "" +
@@ -621,7 +966,29 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\fMintResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*\xb3\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xc4\x01\n" +
+	"\rRevokeRequest\x127\n" +
+	"\x05token\x18\x01 \x01(\v2\x1f.authsidecar.v1.TokenRevocationH\x00R\x05token\x124\n" +
+	"\x04user\x18\x02 \x01(\v2\x1e.authsidecar.v1.UserRevocationH\x00R\x04user\x12:\n" +
+	"\x06issuer\x18\x03 \x01(\v2 .authsidecar.v1.IssuerRevocationH\x00R\x06issuerB\b\n" +
+	"\x06target\"p\n" +
+	"\x0fTokenRevocation\x12\x10\n" +
+	"\x03iss\x18\x01 \x01(\tR\x03iss\x12\x10\n" +
+	"\x03jti\x18\x02 \x01(\tR\x03jti\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"v\n" +
+	"\x0eUserRevocation\x12\x10\n" +
+	"\x03iss\x18\x01 \x01(\tR\x03iss\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
+	"\n" +
+	"not_before\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"_\n" +
+	"\x10IssuerRevocation\x12\x10\n" +
+	"\x03iss\x18\x01 \x01(\tR\x03iss\x129\n" +
+	"\n" +
+	"not_before\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\"K\n" +
+	"\x0eRevokeResponse\x129\n" +
+	"\n" +
+	"kept_until\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tkeptUntil*\xc7\x02\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10REASON_MALFORMED\x10\x01\x12\x1d\n" +
@@ -635,10 +1002,12 @@ const file_authsidecar_v1_auth_proto_rawDesc = "" +
 	"\x15REASON_SHAPE_MISMATCH\x10\t\x12\x14\n" +
 	"\x10REASON_FORBIDDEN\x10\n" +
 	"\x12\x13\n" +
-	"\x0fREASON_INACTIVE\x10\v2\x9f\x01\n" +
+	"\x0fREASON_INACTIVE\x10\v\x12\x12\n" +
+	"\x0eREASON_REVOKED\x10\f2\xe8\x01\n" +
 	"\vAuthService\x12M\n" +
 	"\bValidate\x12\x1f.authsidecar.v1.ValidateRequest\x1a .authsidecar.v1.ValidateResponse\x12A\n" +
-	"\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3"
+	"\x04Mint\x12\x1b.authsidecar.v1.MintRequest\x1a\x1c.authsidecar.v1.MintResponse\x12G\n" +
+	"\x06Revoke\x12\x1d.authsidecar.v1.RevokeRequest\x1a\x1e.authsidecar.v1.RevokeResponseB?Z=github.com/auth-sidecar/auth-sidecar/clients/go/authsidecarv1b\x06proto3"
 
 var (
 	file_authsidecar_v1_auth_proto_rawDescOnce sync.Once
@@ -653,7 +1022,7 @@ func file_authsidecar_v1_auth_proto_rawDescGZIP() []byte {
 }
 
 var file_authsidecar_v1_auth_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_authsidecar_v1_auth_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_authsidecar_v1_auth_proto_goTypes = []any{
 	(Reason)(0),                   // 0: authsidecar.v1.Reason
 	(*ValidateRequest)(nil),       // 1: authsidecar.v1.ValidateRequest
@@ -662,30 +1031,44 @@ var file_authsidecar_v1_auth_proto_goTypes = []any{
 	(*ValidateResponse)(nil),      // 4: authsidecar.v1.ValidateResponse
 	(*MintRequest)(nil),           // 5: authsidecar.v1.MintRequest
 	(*MintResponse)(nil),          // 6: authsidecar.v1.MintResponse
-	nil,                           // 7: authsidecar.v1.HttpRequest.HeadersEntry
-	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(*RevokeRequest)(nil),         // 7: authsidecar.v1.RevokeRequest
+	(*TokenRevocation)(nil),       // 8: authsidecar.v1.TokenRevocation
+	(*UserRevocation)(nil),        // 9: authsidecar.v1.UserRevocation
+	(*IssuerRevocation)(nil),      // 10: authsidecar.v1.IssuerRevocation
+	(*RevokeResponse)(nil),        // 11: authsidecar.v1.RevokeResponse
+	nil,                           // 12: authsidecar.v1.HttpRequest.HeadersEntry
+	(*structpb.Struct)(nil),       // 13: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 }
 var file_authsidecar_v1_auth_proto_depIdxs = []int32{
 	3,  // 0: authsidecar.v1.ValidateRequest.shape:type_name -> authsidecar.v1.ShapeRequest
 	2,  // 1: authsidecar.v1.ValidateRequest.request:type_name -> authsidecar.v1.HttpRequest
-	7,  // 2: authsidecar.v1.HttpRequest.headers:type_name -> authsidecar.v1.HttpRequest.HeadersEntry
-	8,  // 3: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
+	12, // 2: authsidecar.v1.HttpRequest.headers:type_name -> authsidecar.v1.HttpRequest.HeadersEntry
+	13, // 3: authsidecar.v1.ValidateResponse.claims:type_name -> google.protobuf.Struct
 	0,  // 4: authsidecar.v1.ValidateResponse.reason:type_name -> authsidecar.v1.Reason
-	9,  // 5: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
-	8,  // 6: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
-	10, // 7: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
-	9,  // 8: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 9: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
-	5,  // 10: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
-	4,  // 11: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
-	6,  // 12: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 5: authsidecar.v1.ValidateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 6: authsidecar.v1.MintRequest.claims:type_name -> google.protobuf.Struct
+	15, // 7: authsidecar.v1.MintRequest.ttl:type_name -> google.protobuf.Duration
+	14, // 8: authsidecar.v1.MintResponse.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 9: authsidecar.v1.RevokeRequest.token:type_name -> authsidecar.v1.TokenRevocation
+	9,  // 10: authsidecar.v1.RevokeRequest.user:type_name -> authsidecar.v1.UserRevocation
+	10, // 11: authsidecar.v1.RevokeRequest.issuer:type_name -> authsidecar.v1.IssuerRevocation
+	14, // 12: authsidecar.v1.TokenRevocation.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 13: authsidecar.v1.UserRevocation.not_before:type_name -> google.protobuf.Timestamp
+	14, // 14: authsidecar.v1.IssuerRevocation.not_before:type_name -> google.protobuf.Timestamp
+	14, // 15: authsidecar.v1.RevokeResponse.kept_until:type_name -> google.protobuf.Timestamp
+	1,  // 16: authsidecar.v1.AuthService.Validate:input_type -> authsidecar.v1.ValidateRequest
+	5,  // 17: authsidecar.v1.AuthService.Mint:input_type -> authsidecar.v1.MintRequest
+	7,  // 18: authsidecar.v1.AuthService.Revoke:input_type -> authsidecar.v1.RevokeRequest
+	4,  // 19: authsidecar.v1.AuthService.Validate:output_type -> authsidecar.v1.ValidateResponse
+	6,  // 20: authsidecar.v1.AuthService.Mint:output_type -> authsidecar.v1.MintResponse
+	11, // 21: authsidecar.v1.AuthService.Revoke:output_type -> authsidecar.v1.RevokeResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_authsidecar_v1_auth_proto_init() }
@@ -693,13 +1076,18 @@ func file_authsidecar_v1_auth_proto_init() {
 	if File_authsidecar_v1_auth_proto != nil {
 		return
 	}
+	file_authsidecar_v1_auth_proto_msgTypes[6].OneofWrappers = []any{
+		(*RevokeRequest_Token)(nil),
+		(*RevokeRequest_User)(nil),
+		(*RevokeRequest_Issuer)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_authsidecar_v1_auth_proto_rawDesc), len(file_authsidecar_v1_auth_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

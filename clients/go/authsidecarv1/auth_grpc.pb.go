@@ -27,6 +27,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuthService_Validate_FullMethodName = "/authsidecar.v1.AuthService/Validate"
 	AuthService_Mint_FullMethodName     = "/authsidecar.v1.AuthService/Mint"
+	AuthService_Revoke_FullMethodName   = "/authsidecar.v1.AuthService/Revoke"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -36,8 +37,9 @@ const (
 // AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 //
 // A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-// are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-// UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+// are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+// UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+// made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
 type AuthServiceClient interface {
 	// Validate decides whether a token is acceptable and which user it belongs to.
 	Validate(ctx context.Context, in *ValidateRequest, opts ...grpc.CallOption) (*ValidateResponse, error)
@@ -47,6 +49,15 @@ type AuthServiceClient interface {
 	// secure mode it returns a token signed with the configured algorithm, and only to callers that
 	// send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
 	Mint(ctx context.Context, in *MintRequest, opts ...grpc.CallOption) (*MintResponse, error)
+	// Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+	// every token of an issuer issued before a time. Such tokens are then refused as
+	// REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+	// cached decisions included.
+	//
+	// Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+	// revoke (in insecure mode, any caller). With no revocation store configured it is
+	// FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
 }
 
 type authServiceClient struct {
@@ -77,6 +88,16 @@ func (c *authServiceClient) Mint(ctx context.Context, in *MintRequest, opts ...g
 	return out, nil
 }
 
+func (c *authServiceClient) Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeResponse)
+	err := c.cc.Invoke(ctx, AuthService_Revoke_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
@@ -84,8 +105,9 @@ func (c *authServiceClient) Mint(ctx context.Context, in *MintRequest, opts ...g
 // AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 //
 // A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-// are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-// UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+// are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+// UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+// made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
 type AuthServiceServer interface {
 	// Validate decides whether a token is acceptable and which user it belongs to.
 	Validate(context.Context, *ValidateRequest) (*ValidateResponse, error)
@@ -95,6 +117,15 @@ type AuthServiceServer interface {
 	// secure mode it returns a token signed with the configured algorithm, and only to callers that
 	// send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
 	Mint(context.Context, *MintRequest) (*MintResponse, error)
+	// Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+	// every token of an issuer issued before a time. Such tokens are then refused as
+	// REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+	// cached decisions included.
+	//
+	// Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+	// revoke (in insecure mode, any caller). With no revocation store configured it is
+	// FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -110,6 +141,9 @@ func (UnimplementedAuthServiceServer) Validate(context.Context, *ValidateRequest
 }
 func (UnimplementedAuthServiceServer) Mint(context.Context, *MintRequest) (*MintResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Mint not implemented")
+}
+func (UnimplementedAuthServiceServer) Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Revoke not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -168,6 +202,24 @@ func _AuthService_Mint_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_Revoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).Revoke(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_Revoke_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).Revoke(ctx, req.(*RevokeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +234,10 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Mint",
 			Handler:    _AuthService_Mint_Handler,
+		},
+		{
+			MethodName: "Revoke",
+			Handler:    _AuthService_Revoke_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -65,6 +65,11 @@ export const Reason = {
    * expired or never issued. Message: `Token is not active`.
    */
   INACTIVE: "REASON_INACTIVE",
+  /**
+   * The token is otherwise valid, but it was revoked (`revoke`): by its `iss` and `jti`, or with
+   * its user's or its issuer's tokens issued before a time. Message: `Token has been revoked`.
+   */
+  REVOKED: "REASON_REVOKED",
 } as const;
 
 /** A reason name from the proto, or `REASON_UNKNOWN_<n>` for a value newer than this client. */
@@ -84,6 +89,7 @@ const BY_NUMBER: readonly Reason[] = [
   Reason.SHAPE_MISMATCH,
   Reason.FORBIDDEN,
   Reason.INACTIVE,
+  Reason.REVOKED,
 ];
 
 /** The `Reason` for a wire value of the proto enum; unknown values are kept, not refused. */

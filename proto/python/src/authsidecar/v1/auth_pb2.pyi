@@ -85,6 +85,12 @@ class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reason.ValueTy
     `"active": false`: revoked, expired or never issued. Only decided with introspection
     configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
     """
+    REASON_REVOKED: _Reason.ValueType  # 12
+    """The token is otherwise valid, but it was revoked (AuthService.Revoke, or `auth-sidecar
+    revoke`): by its `iss` and `jti`, or because its user's or its issuer's tokens issued before
+    a time were, and its `iat` is before that time (or it has no `iat`). Message: `Token has
+    been revoked`. HTTP: 401.
+    """
 
 class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
     """Reason says why a token was refused. The values and their messages are stable API."""
@@ -140,6 +146,12 @@ REASON_INACTIVE: Reason.ValueType  # 11
 """The token is not a JWT and its issuer's introspection endpoint (RFC 7662) answered
 `"active": false`: revoked, expired or never issued. Only decided with introspection
 configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
+"""
+REASON_REVOKED: Reason.ValueType  # 12
+"""The token is otherwise valid, but it was revoked (AuthService.Revoke, or `auth-sidecar
+revoke`): by its `iss` and `jti`, or because its user's or its issuer's tokens issued before
+a time were, and its `iat` is before that time (or it has no `iat`). Message: `Token has
+been revoked`. HTTP: 401.
 """
 Global___Reason: _TypeAlias = Reason  # noqa: Y015
 
@@ -421,3 +433,167 @@ class MintResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MintResponse: _TypeAlias = MintResponse  # noqa: Y015
+
+@_typing.final
+class RevokeRequest(_message.Message):
+    """RevokeRequest names what to revoke: exactly one of its targets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    USER_FIELD_NUMBER: _builtins.int
+    ISSUER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def token(self) -> Global___TokenRevocation:
+        """One token, by its issuer and `jti`."""
+
+    @_builtins.property
+    def user(self) -> Global___UserRevocation:
+        """Every token of one user issued before a time (logout everywhere, a password reset)."""
+
+    @_builtins.property
+    def issuer(self) -> Global___IssuerRevocation:
+        """Every token of one issuer issued before a time (a signing key compromised)."""
+
+    def __init__(
+        self,
+        *,
+        token: Global___TokenRevocation | None = ...,
+        user: Global___UserRevocation | None = ...,
+        issuer: Global___IssuerRevocation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["issuer", b"issuer", "target", b"target", "token", b"token", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuer", b"issuer", "target", b"target", "token", b"token", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["token", "user", "issuer"]  # noqa: Y015
+    _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_target) -> _WhichOneofReturnType_target | None: ...
+
+Global___RevokeRequest: _TypeAlias = RevokeRequest  # noqa: Y015
+
+@_typing.final
+class TokenRevocation(_message.Message):
+    """TokenRevocation revokes one token. It is never keyed by the token's bytes: a token re-encoded
+    with the same claims (an ECDSA signature is malleable) is still revoked.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISS_FIELD_NUMBER: _builtins.int
+    JTI_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    iss: _builtins.str
+    """The token's `iss` claim. Default: empty, for tokens without `iss`."""
+    jti: _builtins.str
+    """The token's `jti` claim. Required: a blank `jti` is INVALID_ARGUMENT."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """The token's `exp`: the revocation is kept until then, plus the allowed clock skew, after
+        which the token is refused as expired anyway. Required, and not more than a year ahead.
+        """
+
+    def __init__(
+        self,
+        *,
+        iss: _builtins.str = ...,
+        jti: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "iss", b"iss", "jti", b"jti"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenRevocation: _TypeAlias = TokenRevocation  # noqa: Y015
+
+@_typing.final
+class UserRevocation(_message.Message):
+    """UserRevocation refuses every token of a user whose `iat` is before `not_before`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISS_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    iss: _builtins.str
+    """The tokens' `iss` claim. Default: empty, for tokens without `iss`."""
+    user_id: _builtins.str
+    """The user, as Validate reports it: `sub`, or else `user_id` under the namespace. Required."""
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Tokens issued before this time are refused; later ones are accepted. Default: now, which
+        refuses every token issued within the current second, too.
+        """
+
+    def __init__(
+        self,
+        *,
+        iss: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["iss", b"iss", "not_before", b"not_before", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserRevocation: _TypeAlias = UserRevocation  # noqa: Y015
+
+@_typing.final
+class IssuerRevocation(_message.Message):
+    """IssuerRevocation refuses every token of an issuer whose `iat` is before `not_before`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISS_FIELD_NUMBER: _builtins.int
+    NOT_BEFORE_FIELD_NUMBER: _builtins.int
+    iss: _builtins.str
+    """The tokens' `iss` claim. Default: empty, for tokens without `iss`."""
+    @_builtins.property
+    def not_before(self) -> _timestamp_pb2.Timestamp:
+        """Tokens issued before this time are refused. Default: now."""
+
+    def __init__(
+        self,
+        *,
+        iss: _builtins.str = ...,
+        not_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["not_before", b"not_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["iss", b"iss", "not_before", b"not_before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssuerRevocation: _TypeAlias = IssuerRevocation  # noqa: Y015
+
+@_typing.final
+class RevokeResponse(_message.Message):
+    """RevokeResponse says that the revocation is stored: every worker sharing the store refuses
+    the token within the store's propagation time.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEPT_UNTIL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def kept_until(self) -> _timestamp_pb2.Timestamp:
+        """Until when the revocation is kept. Unset for a user's or an issuer's revocation, which is
+        kept until revoked again with a later time.
+        """
+
+    def __init__(
+        self,
+        *,
+        kept_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["kept_until", b"kept_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept_until", b"kept_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeResponse: _TypeAlias = RevokeResponse  # noqa: Y015

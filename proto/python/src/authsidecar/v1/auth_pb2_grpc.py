@@ -29,8 +29,9 @@ class AuthServiceStub:
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     def __init__(self, channel):
@@ -49,14 +50,20 @@ class AuthServiceStub:
                 request_serializer=authsidecar_dot_v1_dot_auth__pb2.MintRequest.SerializeToString,
                 response_deserializer=authsidecar_dot_v1_dot_auth__pb2.MintResponse.FromString,
                 _registered_method=True)
+        self.Revoke = channel.unary_unary(
+                '/authsidecar.v1.AuthService/Revoke',
+                request_serializer=authsidecar_dot_v1_dot_auth__pb2.RevokeRequest.SerializeToString,
+                response_deserializer=authsidecar_dot_v1_dot_auth__pb2.RevokeResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     def Validate(self, request, context):
@@ -77,6 +84,20 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Revoke(self, request, context):
+        """Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+        every token of an issuer issued before a time. Such tokens are then refused as
+        REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+        cached decisions included.
+
+        Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+        revoke (in insecure mode, any caller). With no revocation store configured it is
+        FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +111,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=authsidecar_dot_v1_dot_auth__pb2.MintRequest.FromString,
                     response_serializer=authsidecar_dot_v1_dot_auth__pb2.MintResponse.SerializeToString,
             ),
+            'Revoke': grpc.unary_unary_rpc_method_handler(
+                    servicer.Revoke,
+                    request_deserializer=authsidecar_dot_v1_dot_auth__pb2.RevokeRequest.FromString,
+                    response_serializer=authsidecar_dot_v1_dot_auth__pb2.RevokeResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'authsidecar.v1.AuthService', rpc_method_handlers)
@@ -102,8 +128,9 @@ class AuthService:
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     @staticmethod
@@ -150,6 +177,33 @@ class AuthService:
             '/authsidecar.v1.AuthService/Mint',
             authsidecar_dot_v1_dot_auth__pb2.MintRequest.SerializeToString,
             authsidecar_dot_v1_dot_auth__pb2.MintResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Revoke(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authsidecar.v1.AuthService/Revoke',
+            authsidecar_dot_v1_dot_auth__pb2.RevokeRequest.SerializeToString,
+            authsidecar_dot_v1_dot_auth__pb2.RevokeResponse.FromString,
             options,
             channel_credentials,
             insecure,

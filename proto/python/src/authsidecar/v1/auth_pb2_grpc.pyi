@@ -35,8 +35,9 @@ class AuthServiceStub:
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     @_typing.overload
@@ -52,14 +53,25 @@ class AuthServiceStub:
     secure mode it returns a token signed with the configured algorithm, and only to callers that
     send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
     """
+    Revoke: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeRequest, _auth_pb2.RevokeResponse]
+    """Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+    every token of an issuer issued before a time. Such tokens are then refused as
+    REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+    cached decisions included.
+
+    Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+    revoke (in insecure mode, any caller). With no revocation store configured it is
+    FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -72,13 +84,24 @@ class AuthServiceAsyncStub(AuthServiceStub):
     secure mode it returns a token signed with the configured algorithm, and only to callers that
     send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
     """
+    Revoke: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeRequest, _auth_pb2.RevokeResponse]  # type: ignore[assignment]
+    """Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+    every token of an issuer issued before a time. Such tokens are then refused as
+    REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+    cached decisions included.
+
+    Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+    revoke (in insecure mode, any caller). With no revocation store configured it is
+    FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService validates and mints JWTs with the sidecar's configured mode and keys.
 
     A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
-    are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
-    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+    are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+    UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+    made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
     """
 
     @_abc_1.abstractmethod
@@ -100,6 +123,22 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         In insecure mode it returns an unsigned development token (`alg: none`) to any caller. In
         secure mode it returns a token signed with the configured algorithm, and only to callers that
         send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
+        """
+
+    @_abc_1.abstractmethod
+    def Revoke(
+        self,
+        request: _auth_pb2.RevokeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RevokeResponse, _abc.Awaitable[_auth_pb2.RevokeResponse]]:
+        """Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+        every token of an issuer issued before a time. Such tokens are then refused as
+        REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+        cached decisions included.
+
+        Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+        revoke (in insecure mode, any caller). With no revocation store configured it is
+        FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

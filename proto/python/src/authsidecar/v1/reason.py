@@ -28,6 +28,7 @@ class Reason(enum.IntEnum):
     SHAPE_MISMATCH = auth_pb2.REASON_SHAPE_MISMATCH
     FORBIDDEN = auth_pb2.REASON_FORBIDDEN
     INACTIVE = auth_pb2.REASON_INACTIVE
+    REVOKED = auth_pb2.REASON_REVOKED
 
     @property
     def wire(self) -> str:

@@ -97,6 +97,13 @@ export enum Reason {
    * configured (SIDECAR_INTROSPECTION_URL). Message: `Token is not active`. HTTP: 401.
    */
   REASON_INACTIVE = 11,
+  /**
+   * REASON_REVOKED - The token is otherwise valid, but it was revoked (AuthService.Revoke, or `auth-sidecar
+   * revoke`): by its `iss` and `jti`, or because its user's or its issuer's tokens issued before
+   * a time were, and its `iat` is before that time (or it has no `iat`). Message: `Token has
+   * been revoked`. HTTP: 401.
+   */
+  REASON_REVOKED = 12,
   UNRECOGNIZED = -1,
 }
 
@@ -138,6 +145,9 @@ export function reasonFromJSON(object: any): Reason {
     case 11:
     case "REASON_INACTIVE":
       return Reason.REASON_INACTIVE;
+    case 12:
+    case "REASON_REVOKED":
+      return Reason.REASON_REVOKED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -171,6 +181,8 @@ export function reasonToJSON(object: Reason): string {
       return "REASON_FORBIDDEN";
     case Reason.REASON_INACTIVE:
       return "REASON_INACTIVE";
+    case Reason.REASON_REVOKED:
+      return "REASON_REVOKED";
     case Reason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -314,6 +326,69 @@ export interface MintResponse {
   token: string;
   /** When the token expires. Unset when the token has no `exp`. */
   expiresAt?: Date | undefined;
+}
+
+/** RevokeRequest names what to revoke: exactly one of its targets. */
+export interface RevokeRequest {
+  /** One token, by its issuer and `jti`. */
+  token?:
+    | TokenRevocation
+    | undefined;
+  /** Every token of one user issued before a time (logout everywhere, a password reset). */
+  user?:
+    | UserRevocation
+    | undefined;
+  /** Every token of one issuer issued before a time (a signing key compromised). */
+  issuer?: IssuerRevocation | undefined;
+}
+
+/**
+ * TokenRevocation revokes one token. It is never keyed by the token's bytes: a token re-encoded
+ * with the same claims (an ECDSA signature is malleable) is still revoked.
+ */
+export interface TokenRevocation {
+  /** The token's `iss` claim. Default: empty, for tokens without `iss`. */
+  iss: string;
+  /** The token's `jti` claim. Required: a blank `jti` is INVALID_ARGUMENT. */
+  jti: string;
+  /**
+   * The token's `exp`: the revocation is kept until then, plus the allowed clock skew, after
+   * which the token is refused as expired anyway. Required, and not more than a year ahead.
+   */
+  expiresAt?: Date | undefined;
+}
+
+/** UserRevocation refuses every token of a user whose `iat` is before `not_before`. */
+export interface UserRevocation {
+  /** The tokens' `iss` claim. Default: empty, for tokens without `iss`. */
+  iss: string;
+  /** The user, as Validate reports it: `sub`, or else `user_id` under the namespace. Required. */
+  userId: string;
+  /**
+   * Tokens issued before this time are refused; later ones are accepted. Default: now, which
+   * refuses every token issued within the current second, too.
+   */
+  notBefore?: Date | undefined;
+}
+
+/** IssuerRevocation refuses every token of an issuer whose `iat` is before `not_before`. */
+export interface IssuerRevocation {
+  /** The tokens' `iss` claim. Default: empty, for tokens without `iss`. */
+  iss: string;
+  /** Tokens issued before this time are refused. Default: now. */
+  notBefore?: Date | undefined;
+}
+
+/**
+ * RevokeResponse says that the revocation is stored: every worker sharing the store refuses
+ * the token within the store's propagation time.
+ */
+export interface RevokeResponse {
+  /**
+   * Until when the revocation is kept. Unset for a user's or an issuer's revocation, which is
+   * kept until revoked again with a later time.
+   */
+  keptUntil?: Date | undefined;
 }
 
 function createBaseValidateRequest(): ValidateRequest {
@@ -1121,12 +1196,496 @@ export const MintResponse: MessageFns<MintResponse> = {
   },
 };
 
+function createBaseRevokeRequest(): RevokeRequest {
+  return { token: undefined, user: undefined, issuer: undefined };
+}
+
+export const RevokeRequest: MessageFns<RevokeRequest> = {
+  encode(message: RevokeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== undefined) {
+      TokenRevocation.encode(message.token, writer.uint32(10).fork()).join();
+    }
+    if (message.user !== undefined) {
+      UserRevocation.encode(message.user, writer.uint32(18).fork()).join();
+    }
+    if (message.issuer !== undefined) {
+      IssuerRevocation.encode(message.issuer, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = TokenRevocation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = UserRevocation.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.issuer = IssuerRevocation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeRequest {
+    return {
+      token: isSet(object.token) ? TokenRevocation.fromJSON(object.token) : undefined,
+      user: isSet(object.user) ? UserRevocation.fromJSON(object.user) : undefined,
+      issuer: isSet(object.issuer) ? IssuerRevocation.fromJSON(object.issuer) : undefined,
+    };
+  },
+
+  toJSON(message: RevokeRequest): unknown {
+    const obj: any = {};
+    if (message.token !== undefined) {
+      obj.token = TokenRevocation.toJSON(message.token);
+    }
+    if (message.user !== undefined) {
+      obj.user = UserRevocation.toJSON(message.user);
+    }
+    if (message.issuer !== undefined) {
+      obj.issuer = IssuerRevocation.toJSON(message.issuer);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeRequest>, I>>(base?: I): RevokeRequest {
+    return RevokeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeRequest>, I>>(object: I): RevokeRequest {
+    const message = createBaseRevokeRequest();
+    message.token = (object.token !== undefined && object.token !== null)
+      ? TokenRevocation.fromPartial(object.token)
+      : undefined;
+    message.user = (object.user !== undefined && object.user !== null)
+      ? UserRevocation.fromPartial(object.user)
+      : undefined;
+    message.issuer = (object.issuer !== undefined && object.issuer !== null)
+      ? IssuerRevocation.fromPartial(object.issuer)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTokenRevocation(): TokenRevocation {
+  return { iss: "", jti: "", expiresAt: undefined };
+}
+
+export const TokenRevocation: MessageFns<TokenRevocation> = {
+  encode(message: TokenRevocation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.iss !== "") {
+      writer.uint32(10).string(message.iss);
+    }
+    if (message.jti !== "") {
+      writer.uint32(18).string(message.jti);
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TokenRevocation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTokenRevocation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.iss = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.jti = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TokenRevocation {
+    return {
+      iss: isSet(object.iss) ? globalThis.String(object.iss) : "",
+      jti: isSet(object.jti) ? globalThis.String(object.jti) : "",
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: TokenRevocation): unknown {
+    const obj: any = {};
+    if (message.iss !== "") {
+      obj.iss = message.iss;
+    }
+    if (message.jti !== "") {
+      obj.jti = message.jti;
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TokenRevocation>, I>>(base?: I): TokenRevocation {
+    return TokenRevocation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TokenRevocation>, I>>(object: I): TokenRevocation {
+    const message = createBaseTokenRevocation();
+    message.iss = object.iss ?? "";
+    message.jti = object.jti ?? "";
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUserRevocation(): UserRevocation {
+  return { iss: "", userId: "", notBefore: undefined };
+}
+
+export const UserRevocation: MessageFns<UserRevocation> = {
+  encode(message: UserRevocation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.iss !== "") {
+      writer.uint32(10).string(message.iss);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserRevocation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserRevocation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.iss = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserRevocation {
+    return {
+      iss: isSet(object.iss) ? globalThis.String(object.iss) : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UserRevocation): unknown {
+    const obj: any = {};
+    if (message.iss !== "") {
+      obj.iss = message.iss;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserRevocation>, I>>(base?: I): UserRevocation {
+    return UserRevocation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserRevocation>, I>>(object: I): UserRevocation {
+    const message = createBaseUserRevocation();
+    message.iss = object.iss ?? "";
+    message.userId = object.userId ?? "";
+    message.notBefore = object.notBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseIssuerRevocation(): IssuerRevocation {
+  return { iss: "", notBefore: undefined };
+}
+
+export const IssuerRevocation: MessageFns<IssuerRevocation> = {
+  encode(message: IssuerRevocation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.iss !== "") {
+      writer.uint32(10).string(message.iss);
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IssuerRevocation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIssuerRevocation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.iss = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IssuerRevocation {
+    return {
+      iss: isSet(object.iss) ? globalThis.String(object.iss) : "",
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: IssuerRevocation): unknown {
+    const obj: any = {};
+    if (message.iss !== "") {
+      obj.iss = message.iss;
+    }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<IssuerRevocation>, I>>(base?: I): IssuerRevocation {
+    return IssuerRevocation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<IssuerRevocation>, I>>(object: I): IssuerRevocation {
+    const message = createBaseIssuerRevocation();
+    message.iss = object.iss ?? "";
+    message.notBefore = object.notBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRevokeResponse(): RevokeResponse {
+  return { keptUntil: undefined };
+}
+
+export const RevokeResponse: MessageFns<RevokeResponse> = {
+  encode(message: RevokeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keptUntil !== undefined) {
+      Timestamp.encode(toTimestamp(message.keptUntil), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keptUntil = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeResponse {
+    return {
+      keptUntil: isSet(object.keptUntil)
+        ? fromJsonTimestamp(object.keptUntil)
+        : isSet(object.kept_until)
+        ? fromJsonTimestamp(object.kept_until)
+        : undefined,
+    };
+  },
+
+  toJSON(message: RevokeResponse): unknown {
+    const obj: any = {};
+    if (message.keptUntil !== undefined) {
+      obj.keptUntil = message.keptUntil.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeResponse>, I>>(base?: I): RevokeResponse {
+    return RevokeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeResponse>, I>>(object: I): RevokeResponse {
+    const message = createBaseRevokeResponse();
+    message.keptUntil = object.keptUntil ?? undefined;
+    return message;
+  },
+};
+
 /**
  * AuthService validates and mints JWTs with the sidecar's configured mode and keys.
  *
  * A decision, valid or not, is always an OK RPC. Non-OK status codes are kept for requests that
- * are malformed (INVALID_ARGUMENT), Mint calls that are refused (FAILED_PRECONDITION,
- * UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED) and real faults.
+ * are malformed (INVALID_ARGUMENT), Mint and Revoke calls that are refused (FAILED_PRECONDITION,
+ * UNAUTHENTICATED, PERMISSION_DENIED), overload (RESOURCE_EXHAUSTED), a decision that cannot be
+ * made yet (UNAVAILABLE: keys or revocations not loaded) and real faults.
  */
 export type AuthServiceService = typeof AuthServiceService;
 export const AuthServiceService = {
@@ -1156,6 +1715,25 @@ export const AuthServiceService = {
     responseSerialize: (value: MintResponse): Buffer => Buffer.from(MintResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): MintResponse => MintResponse.decode(value),
   },
+  /**
+   * Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+   * every token of an issuer issued before a time. Such tokens are then refused as
+   * REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+   * cached decisions included.
+   *
+   * Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+   * revoke (in insecure mode, any caller). With no revocation store configured it is
+   * FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+   */
+  revoke: {
+    path: "/authsidecar.v1.AuthService/Revoke" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeRequest): Buffer => Buffer.from(RevokeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeRequest => RevokeRequest.decode(value),
+    responseSerialize: (value: RevokeResponse): Buffer => Buffer.from(RevokeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeResponse => RevokeResponse.decode(value),
+  },
 } as const;
 
 export interface AuthServiceServer extends UntypedServiceImplementation {
@@ -1169,6 +1747,17 @@ export interface AuthServiceServer extends UntypedServiceImplementation {
    * send the metadata `authorization: Bearer <SIDECAR_MINT_SECRET>`.
    */
   mint: handleUnaryCall<MintRequest, MintResponse>;
+  /**
+   * Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+   * every token of an issuer issued before a time. Such tokens are then refused as
+   * REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+   * cached decisions included.
+   *
+   * Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+   * revoke (in insecure mode, any caller). With no revocation store configured it is
+   * FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+   */
+  revoke: handleUnaryCall<RevokeRequest, RevokeResponse>;
 }
 
 export interface AuthServiceClient extends Client {
@@ -1206,6 +1795,31 @@ export interface AuthServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: MintResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Revoke refuses tokens from now on: one token, every token of a user issued before a time, or
+   * every token of an issuer issued before a time. Such tokens are then refused as
+   * REASON_REVOKED by every worker, and by every replica that shares SIDECAR_REVOCATION_STORE,
+   * cached decisions included.
+   *
+   * Only callers that send the metadata `authorization: Bearer <SIDECAR_ADMIN_SECRET>` may
+   * revoke (in insecure mode, any caller). With no revocation store configured it is
+   * FAILED_PRECONDITION; with the store unreachable, UNAVAILABLE (nothing was revoked).
+   */
+  revoke(
+    request: RevokeRequest,
+    callback: (error: ServiceError | null, response: RevokeResponse) => void,
+  ): ClientUnaryCall;
+  revoke(
+    request: RevokeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeResponse) => void,
+  ): ClientUnaryCall;
+  revoke(
+    request: RevokeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeResponse) => void,
   ): ClientUnaryCall;
 }
 
