@@ -144,6 +144,83 @@ func (c *Client) Mint(ctx context.Context, userID string, opts ...MintOption) (M
 	return Minted{Token: resp.GetToken(), ExpiresAt: timeOf(resp.GetExpiresAt())}, nil
 }
 
+// RevokeToken revokes one token, by its issuer and `jti` claims: the sidecar refuses it from then
+// on as ReasonRevoked (message `Token has been revoked`), cached decisions included, and so does
+// every replica that shares its revocation store. iss is the token's `iss` ("" for a token
+// without one), and expiresAt its `exp`: the revocation is kept until then, plus the allowed
+// clock skew, after which the token is refused as expired anyway. RevokeToken returns that time,
+// the revocation's "kept until".
+//
+// Revoke needs the sidecar's revocation store (SIDECAR_STATE_DIR or SIDECAR_REVOCATION_STORE)
+// and, in secure mode, its SIDECAR_ADMIN_SECRET (WithAdminSecret); in insecure mode anyone may
+// revoke. A refused call is an error with the gRPC status: codes.InvalidArgument (a blank jti,
+// an expiresAt that is zero, past or more than a year ahead), codes.Unauthenticated (no secret
+// sent), codes.PermissionDenied (a wrong one), codes.FailedPrecondition (no revocation store, or
+// secure mode without SIDECAR_ADMIN_SECRET), codes.Unavailable (the store is down: nothing was
+// revoked).
+func (c *Client) RevokeToken(ctx context.Context, iss, jti string, expiresAt time.Time, opts ...RevokeOption) (time.Time, error) {
+	target := &authsidecarv1.TokenRevocation{Iss: iss, Jti: jti}
+	if !expiresAt.IsZero() {
+		target.ExpiresAt = timestamppb.New(expiresAt)
+	}
+	resp, err := c.revoke(ctx, &authsidecarv1.RevokeRequest{
+		Target: &authsidecarv1.RevokeRequest_Token{Token: target},
+	}, opts)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return timeOf(resp.GetKeptUntil()), nil
+}
+
+// RevokeUser revokes every token of userID (the user as Validate reports it: `sub`, or else
+// `user_id` under the namespace) and issuer iss ("" for tokens without `iss`) whose `iat` is
+// before notBefore; tokens without `iat` are refused too. The zero notBefore means now, which
+// refuses every token issued within the current second as well. Later tokens are accepted: it is
+// "log out everywhere", or what a password reset does. The revocation is kept until the user is
+// revoked again with a later time.
+//
+// Its errors are RevokeToken's, codes.InvalidArgument meaning a blank userID or a notBefore more
+// than a year ahead.
+func (c *Client) RevokeUser(ctx context.Context, iss, userID string, notBefore time.Time, opts ...RevokeOption) error {
+	target := &authsidecarv1.UserRevocation{Iss: iss, UserId: userID}
+	if !notBefore.IsZero() {
+		target.NotBefore = timestamppb.New(notBefore)
+	}
+	_, err := c.revoke(ctx, &authsidecarv1.RevokeRequest{
+		Target: &authsidecarv1.RevokeRequest_User{User: target},
+	}, opts)
+	return err
+}
+
+// RevokeIssuer revokes every token of issuer iss ("" for tokens without `iss`) whose `iat` is
+// before notBefore (the zero time: now), as after a signing key was compromised; tokens without
+// `iat` are refused too. Its errors are RevokeUser's.
+func (c *Client) RevokeIssuer(ctx context.Context, iss string, notBefore time.Time, opts ...RevokeOption) error {
+	target := &authsidecarv1.IssuerRevocation{Iss: iss}
+	if !notBefore.IsZero() {
+		target.NotBefore = timestamppb.New(notBefore)
+	}
+	_, err := c.revoke(ctx, &authsidecarv1.RevokeRequest{
+		Target: &authsidecarv1.RevokeRequest_Issuer{Issuer: target},
+	}, opts)
+	return err
+}
+
+func (c *Client) revoke(ctx context.Context, req *authsidecarv1.RevokeRequest, opts []RevokeOption) (*authsidecarv1.RevokeResponse, error) {
+	var r revokeSettings
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&r)
+		}
+	}
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	if r.secret != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+r.secret)
+	}
+	return c.api.Revoke(ctx, req)
+}
+
 // Close closes the client's connection. Calls made after Close fail with codes.Canceled.
 // Calling Close again does nothing and returns the first call's result.
 func (c *Client) Close() error {

@@ -409,6 +409,19 @@ func TestRetry(t *testing.T) {
 		}
 	})
 
+	t.Run("Revoke is retried too: it is idempotent", func(t *testing.T) {
+		t.Parallel()
+		f := sidecartest.RunFlaky(t, authsidecar.DefaultRetryAttempts-1, codes.Unavailable)
+		c := dial(t, f.Addr, authsidecar.WithRetry(authsidecar.DefaultRetryAttempts, fast))
+		kept, err := c.RevokeToken(t.Context(), "", "jti-1", sidecartest.FlakyKeptUntil)
+		if err != nil || !kept.Equal(sidecartest.FlakyKeptUntil) {
+			t.Fatalf("RevokeToken: %v, %v", kept, err)
+		}
+		if n := f.Revokes(); n != authsidecar.DefaultRetryAttempts {
+			t.Errorf("%d attempts, want %d", n, authsidecar.DefaultRetryAttempts)
+		}
+	})
+
 	t.Run("default policy gives up with Unavailable after the last attempt", func(t *testing.T) {
 		t.Parallel()
 		f := sidecartest.RunFlaky(t, authsidecar.DefaultRetryAttempts, codes.Unavailable)

@@ -93,7 +93,7 @@ func WithUnixSocket(path string) Option {
 	}
 }
 
-// WithTimeout sets the deadline that Validate and Mint apply when their context has none
+// WithTimeout sets the deadline that every call applies when its context has none
 // (default DefaultTimeout). The deadline covers the whole call, retries included. Zero turns
 // the default deadline off: calls then last as long as their context allows.
 func WithTimeout(timeout time.Duration) Option {
@@ -114,8 +114,9 @@ func WithTimeout(timeout time.Duration) Option {
 // covers every attempt; other codes are never retried. The TypeScript and Python clients send
 // the very same policy.
 //
-// Both RPCs are retried: Validate is idempotent, and a Mint that failed with codes.Unavailable
-// never reached the sidecar, so its retry mints at most the one token the call asked for.
+// Every RPC is retried: Validate and Revoke are idempotent, and a Mint that failed with
+// codes.Unavailable never reached the sidecar, so its retry mints at most the one token the call
+// asked for.
 // A service config of your own (grpc.WithDefaultServiceConfig in WithDialOptions) replaces this.
 func WithRetry(attempts int, backoff time.Duration) Option {
 	return func(s *settings) {
@@ -208,6 +209,22 @@ func WithTTL(ttl time.Duration) MintOption {
 func WithMintSecret(secret string) MintOption {
 	return func(m *mintSettings) {
 		m.secret = secret
+	}
+}
+
+// RevokeOption configures one RevokeToken, RevokeUser or RevokeIssuer call.
+type RevokeOption func(*revokeSettings)
+
+type revokeSettings struct {
+	secret string
+}
+
+// WithAdminSecret sends the metadata `authorization: Bearer <secret>`, which a secure-mode
+// sidecar requires of Revoke callers (its SIDECAR_ADMIN_SECRET). Insecure mode ignores it. An
+// empty secret sends nothing.
+func WithAdminSecret(secret string) RevokeOption {
+	return func(r *revokeSettings) {
+		r.secret = secret
 	}
 }
 

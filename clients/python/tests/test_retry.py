@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -24,6 +25,7 @@ from authsidecar import (
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 
 FAST = 0.01  # the backoff, to keep the tests quick
+KEPT_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)  # what Flaky's Revoke answers
 
 
 class Flaky(auth_pb2_grpc.AuthServiceServicer):
@@ -51,6 +53,14 @@ class Flaky(auth_pb2_grpc.AuthServiceServicer):
         self._fail("Mint", context)
         return auth_pb2.MintResponse(token="minted")
 
+    def Revoke(
+        self, request: auth_pb2.RevokeRequest, context: grpc.ServicerContext
+    ) -> auth_pb2.RevokeResponse:
+        self._fail("Revoke", context)
+        response = auth_pb2.RevokeResponse()
+        response.kept_until.FromDatetime(KEPT_UNTIL)
+        return response
+
 
 @contextmanager
 def flaky(
@@ -76,6 +86,15 @@ def test_default_attempts_then_success() -> None:
         assert client.validate("t").user_id == "alice"
         assert client.mint("alice").token == "minted"
     assert servicer.attempts == {"Validate": DEFAULT_RETRY_ATTEMPTS, "Mint": DEFAULT_RETRY_ATTEMPTS}
+
+
+def test_revoke_is_retried_too() -> None:
+    with (
+        flaky(DEFAULT_RETRY_ATTEMPTS - 1) as (address, servicer),
+        AuthClient(address, retry_backoff=FAST) as client,
+    ):
+        assert client.revoke_token("", "jti-1", KEPT_UNTIL) == KEPT_UNTIL
+    assert servicer.attempts == {"Revoke": DEFAULT_RETRY_ATTEMPTS}
 
 
 def test_gives_up_with_unavailable_after_the_last_attempt() -> None:

@@ -5,6 +5,8 @@ import {
   AuthServiceService,
   MintRequest,
   type MintResponse,
+  type RevokeRequest,
+  type RevokeResponse,
   ValidateResponse,
 } from "./gen/authsidecar/v1/auth";
 import { type Reason, reasonFromNumber } from "./reason";
@@ -110,6 +112,27 @@ export interface MintOptions {
   timeoutMs?: number;
 }
 
+/** Options of one {@link AuthClient.revokeToken} call. */
+export interface RevokeOptions {
+  /**
+   * The sidecar's SIDECAR_ADMIN_SECRET, sent as the metadata `authorization: Bearer <secret>`.
+   * Secure mode needs it; insecure mode ignores it. Default: none sent.
+   */
+  adminSecret?: string;
+  /** This call's deadline in milliseconds; default: the client's `timeoutMs`. */
+  timeoutMs?: number;
+}
+
+/** Options of one {@link AuthClient.revokeUser} or {@link AuthClient.revokeIssuer} call. */
+export interface RevokeBeforeOptions extends RevokeOptions {
+  /**
+   * Tokens whose `iat` is before this time are refused (tokens without `iat` too); later ones
+   * are accepted. At most a year ahead, else INVALID_ARGUMENT. Default: now (the sidecar's
+   * clock), which refuses every token issued within the current second, too.
+   */
+  notBefore?: Date;
+}
+
 /** The sidecar's decision on one token. */
 export interface Decision {
   /** True when the token is acceptable. */
@@ -138,7 +161,7 @@ export interface Minted {
  * A client of the sidecar's `authsidecar.v1.AuthService`, over one grpc-js channel.
  *
  * A refused token is a {@link Decision} with `valid: false`: `validate` resolves, it never rejects
- * for a token. Refused `mint` calls and transport failures (sidecar down, deadline passed) reject
+ * for a token. Refused `mint` and `revoke*` calls and transport failures (sidecar down, deadline passed) reject
  * with grpc-js's `ServiceError`, whose `code` is the gRPC status (see {@link isServiceError}).
  * Every call carries a deadline, which covers its retries: a call that fails with UNAVAILABLE is
  * tried again by grpc-js's own retry policy (see {@link retryServiceConfig}). Create one client per
@@ -252,12 +275,83 @@ export class AuthClient {
   }
 
   /**
+   * Revokes one token, by its `iss` and `jti` claims: from then on the sidecar refuses it as
+   * `REASON_REVOKED` (message `Token has been revoked`), cached decisions included, and so does
+   * every replica that shares its revocation store. `iss` is the token's `iss` (`""` for a token
+   * without one), `expiresAt` its `exp`: the revocation is kept until then plus the allowed clock
+   * skew, after which the token is refused as expired anyway. Resolves with that time, the
+   * revocation's "kept until".
+   *
+   * Revoke needs the sidecar's revocation store (SIDECAR_STATE_DIR or SIDECAR_REVOCATION_STORE)
+   * and, in secure mode, its SIDECAR_ADMIN_SECRET (`adminSecret`); in insecure mode anyone may
+   * revoke. Rejects with a `ServiceError` whose `code` says why: INVALID_ARGUMENT (a blank `jti`,
+   * an `expiresAt` that is past or more than a year ahead), FAILED_PRECONDITION (no revocation
+   * store, or secure mode without SIDECAR_ADMIN_SECRET), UNAUTHENTICATED (no `adminSecret`
+   * given), PERMISSION_DENIED (a wrong one), UNAVAILABLE (the store is down: nothing was revoked),
+   * or a transport code. Rejects before sending anything with a RangeError for an `expiresAt`
+   * that is not a valid Date, or a bad `timeoutMs`.
+   */
+  revokeToken(iss: string, jti: string, expiresAt: Date, options: RevokeOptions = {}): Promise<Date | undefined> {
+    return this.revoke(
+      () => ({ token: { iss, jti, expiresAt: checkDate("expiresAt", expiresAt) } }),
+      options,
+    ).then((response) => response.keptUntil);
+  }
+
+  /**
+   * Revokes every token of `userId` (the user as `validate` reports it: `sub`, else `user_id`
+   * under the namespace) and issuer `iss` (`""` for tokens without `iss`) whose `iat` is before
+   * `options.notBefore` (default: now): "log out everywhere", or what a password reset does.
+   * Tokens without `iat` are refused too. It is kept until the user is revoked again with a later
+   * time.
+   *
+   * Rejects as {@link revokeToken} does; INVALID_ARGUMENT means a blank `userId`, or a
+   * `notBefore` more than a year ahead.
+   */
+  revokeUser(iss: string, userId: string, options: RevokeBeforeOptions = {}): Promise<void> {
+    return this.revoke(() => ({ user: { iss, userId, notBefore: notBeforeOf(options) } }), options).then(() => {});
+  }
+
+  /**
+   * Revokes every token of issuer `iss` (`""` for tokens without `iss`) whose `iat` is before
+   * `options.notBefore` (default: now), as after its signing key was compromised. Tokens without
+   * `iat` are refused too. Rejects as {@link revokeUser} does.
+   */
+  revokeIssuer(iss: string, options: RevokeBeforeOptions = {}): Promise<void> {
+    return this.revoke(() => ({ issuer: { iss, notBefore: notBeforeOf(options) } }), options).then(() => {});
+  }
+
+  /**
    * Closes the channel at once, as the Python client does. Calls that have not reached the sidecar
    * yet reject with UNAVAILABLE; calls made after `close()` reject with grpc-js's plain
    * `Error("Channel has been shut down")`. Closing twice is harmless.
    */
   close(): void {
     this.channel.close();
+  }
+
+  /** One Revoke call; `request` runs inside the promise, so that its RangeErrors reject it. */
+  private revoke(request: () => RevokeRequest, options: RevokeOptions): Promise<RevokeResponse> {
+    return new Promise((resolve, reject) => {
+      const deadline = this.deadline(options.timeoutMs);
+      const metadata = new grpc.Metadata();
+      if (options.adminSecret) {
+        metadata.set("authorization", `Bearer ${options.adminSecret}`);
+      }
+      const method = AuthServiceService.revoke;
+      this.channel.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        request(),
+        metadata,
+        { deadline },
+        (error, response) => {
+          if (error) reject(error);
+          else resolve(response!);
+        },
+      );
+    });
   }
 
   private deadline(timeoutMs: number | undefined): Date {
@@ -333,6 +427,17 @@ function checkTimeout(timeoutMs: number): number {
     throw new RangeError(`timeoutMs must be a positive finite number of milliseconds, not ${timeoutMs}`);
   }
   return timeoutMs;
+}
+
+function checkDate(name: string, date: Date): Date {
+  if (!(date instanceof Date) || !Number.isFinite(date.getTime())) {
+    throw new RangeError(`${name} must be a valid Date, not ${String(date)}`);
+  }
+  return date;
+}
+
+function notBeforeOf(options: RevokeBeforeOptions): Date | undefined {
+  return options.notBefore === undefined ? undefined : checkDate("notBefore", options.notBefore);
 }
 
 function toDuration(seconds: number): { seconds: number; nanos: number } {

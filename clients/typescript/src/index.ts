@@ -1,5 +1,5 @@
 /**
- * TypeScript client of auth-sidecar's gRPC `authsidecar.v1.AuthService` (Validate, Mint), on
+ * TypeScript client of auth-sidecar's gRPC `authsidecar.v1.AuthService` (Validate, Mint, Revoke), on
  * `@grpc/grpc-js`.
  *
  * ```ts
@@ -28,6 +28,8 @@ export {
   type Decision,
   type MintOptions,
   type Minted,
+  type RevokeBeforeOptions,
+  type RevokeOptions,
   type Shape,
   type ValidateOptions,
 } from "./client";

@@ -14,7 +14,7 @@ import {
   retryServiceConfig,
   status,
 } from "../src";
-import { type FlakyServer, flakyServer } from "../testing/flaky";
+import { FLAKY_KEPT_UNTIL, type FlakyServer, flakyServer } from "../testing/flaky";
 
 /** Runs `body` with a flaky server and a client of it, and closes both. */
 async function withFlaky(
@@ -42,7 +42,14 @@ describe("retries on UNAVAILABLE", () => {
     await withFlaky(DEFAULT_RETRY_ATTEMPTS - 1, {}, async (client, server) => {
       assert.equal((await client.validate("t")).userId, "alice");
       assert.equal((await client.mint("alice")).token, "minted");
-      assert.deepEqual(server.attempts, { validate: DEFAULT_RETRY_ATTEMPTS, mint: DEFAULT_RETRY_ATTEMPTS });
+      assert.deepEqual(server.attempts, { validate: DEFAULT_RETRY_ATTEMPTS, mint: DEFAULT_RETRY_ATTEMPTS, revoke: 0 });
+    });
+  });
+
+  it("retries Revoke too: it is idempotent", async () => {
+    await withFlaky(DEFAULT_RETRY_ATTEMPTS - 1, {}, async (client, server) => {
+      assert.deepEqual(await client.revokeToken("", "jti-1", FLAKY_KEPT_UNTIL), FLAKY_KEPT_UNTIL);
+      assert.equal(server.attempts.revoke, DEFAULT_RETRY_ATTEMPTS);
     });
   });
 

@@ -1,7 +1,7 @@
 """Synchronous and asyncio clients for auth-sidecar's AuthService.
 
 Both return the same typed results. A refused token is a `Decision` with `valid=False`, never an
-exception; refused Mint calls and transport failures raise `grpc.RpcError`.
+exception; refused Mint and Revoke calls and transport failures raise `grpc.RpcError`.
 """
 
 from __future__ import annotations
@@ -111,10 +111,77 @@ class AuthClient:
     ) -> Minted:
         response = self._stub.Mint(
             _mint_request(user_id, claims, ttl, shape),
-            metadata=_mint_metadata(mint_secret),
+            metadata=_bearer(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
         return _minted(response)
+
+    def revoke_token(
+        self,
+        iss: str,
+        jti: str,
+        expires_at: datetime,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> datetime | None:
+        """Revokes one token by its `iss` and `jti` claims; returns until when that is kept.
+
+        From then on the sidecar refuses it as REASON_REVOKED (`Token has been revoked`), and so
+        does every replica that shares its revocation store. `iss` is the token's `iss` ("" for
+        a token without one), `expires_at` its `exp`, timezone-aware (`Decision.expires_at`, or
+        `datetime.fromtimestamp(exp, UTC)`): the revocation is kept until then plus the allowed
+        clock skew, after which the token is refused as expired anyway.
+
+        Needs the sidecar's revocation store (SIDECAR_STATE_DIR or SIDECAR_REVOCATION_STORE) and,
+        in secure mode, `admin_secret` (its SIDECAR_ADMIN_SECRET). Raises `grpc.RpcError`:
+        INVALID_ARGUMENT (a blank `jti`, an `expires_at` past or more than a year ahead),
+        FAILED_PRECONDITION (no store, or secure mode without SIDECAR_ADMIN_SECRET),
+        UNAUTHENTICATED (no secret sent), PERMISSION_DENIED (a wrong one), UNAVAILABLE (the
+        store is down: nothing was revoked). A naive datetime raises ValueError, before any call.
+        """
+        response = self._stub.Revoke(
+            _token_revocation(iss, jti, expires_at),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
+        return _kept_until(response)
+
+    def revoke_user(
+        self,
+        iss: str,
+        user_id: str,
+        not_before: datetime | None = None,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Revokes every token of `user_id` (as Validate reports it) and issuer `iss` ("" for
+        tokens without `iss`) whose `iat` is before `not_before` (None: now); tokens without
+        `iat` too. Raises as `revoke_token` does; INVALID_ARGUMENT is a blank `user_id` or a
+        `not_before` more than a year ahead."""
+        self._stub.Revoke(
+            _user_revocation(iss, user_id, not_before),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
+
+    def revoke_issuer(
+        self,
+        iss: str,
+        not_before: datetime | None = None,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """Revokes every token of issuer `iss` whose `iat` is before `not_before` (None: now),
+        tokens without `iat` too, as after a signing key was compromised. Raises as
+        `revoke_user` does."""
+        self._stub.Revoke(
+            _issuer_revocation(iss, not_before),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -171,10 +238,58 @@ class AsyncAuthClient:
     ) -> Minted:
         response = await self._stub.Mint(
             _mint_request(user_id, claims, ttl, shape),
-            metadata=_mint_metadata(mint_secret),
+            metadata=_bearer(mint_secret),
             timeout=self._timeout if timeout is None else timeout,
         )
         return _minted(response)
+
+    async def revoke_token(
+        self,
+        iss: str,
+        jti: str,
+        expires_at: datetime,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> datetime | None:
+        """`AuthClient.revoke_token`, as a coroutine."""
+        response = await self._stub.Revoke(
+            _token_revocation(iss, jti, expires_at),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
+        return _kept_until(response)
+
+    async def revoke_user(
+        self,
+        iss: str,
+        user_id: str,
+        not_before: datetime | None = None,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """`AuthClient.revoke_user`, as a coroutine."""
+        await self._stub.Revoke(
+            _user_revocation(iss, user_id, not_before),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
+
+    async def revoke_issuer(
+        self,
+        iss: str,
+        not_before: datetime | None = None,
+        admin_secret: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        """`AuthClient.revoke_issuer`, as a coroutine."""
+        await self._stub.Revoke(
+            _issuer_revocation(iss, not_before),
+            metadata=_bearer(admin_secret),
+            timeout=self._timeout if timeout is None else timeout,
+        )
 
     async def close(self) -> None:
         await self._channel.close()
@@ -279,8 +394,45 @@ def _duration(seconds: float) -> Duration:
     return duration
 
 
-def _mint_metadata(mint_secret: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {mint_secret}"),) if mint_secret else ()
+def _bearer(secret: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata `authorization: Bearer <secret>` (nothing for no secret), which a secure-mode
+    sidecar requires of Mint (SIDECAR_MINT_SECRET) and Revoke (SIDECAR_ADMIN_SECRET) callers."""
+    return (("authorization", f"Bearer {secret}"),) if secret else ()
+
+
+def _timestamp(name: str, when: datetime) -> Timestamp:
+    """`when` as a Timestamp. A naive datetime raises ValueError: protobuf would take it as UTC,
+    and a local `datetime.now()` would then revoke for hours more or less than meant."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, not {when!r}")
+    stamp = Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+def _token_revocation(iss: str, jti: str, expires_at: datetime) -> auth_pb2.RevokeRequest:
+    token = auth_pb2.TokenRevocation(
+        iss=iss, jti=jti, expires_at=_timestamp("expires_at", expires_at)
+    )
+    return auth_pb2.RevokeRequest(token=token)
+
+
+def _user_revocation(iss: str, user_id: str, not_before: datetime | None) -> auth_pb2.RevokeRequest:
+    user = auth_pb2.UserRevocation(iss=iss, user_id=user_id)
+    if not_before is not None:
+        user.not_before.CopyFrom(_timestamp("not_before", not_before))
+    return auth_pb2.RevokeRequest(user=user)
+
+
+def _issuer_revocation(iss: str, not_before: datetime | None) -> auth_pb2.RevokeRequest:
+    issuer = auth_pb2.IssuerRevocation(iss=iss)
+    if not_before is not None:
+        issuer.not_before.CopyFrom(_timestamp("not_before", not_before))
+    return auth_pb2.RevokeRequest(issuer=issuer)
+
+
+def _kept_until(response: auth_pb2.RevokeResponse) -> datetime | None:
+    return _time(response.kept_until) if response.HasField("kept_until") else None
 
 
 def _time(stamp: Timestamp) -> datetime:
