@@ -52,6 +52,10 @@ class Auth(auth_pb2_grpc.AuthServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the baseline does not mint")
         raise AssertionError("abort raises")
 
+    async def Revoke(self, request: Any, context: Any) -> auth_pb2.RevokeResponse:  # noqa: N802
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the baseline does not revoke")
+        raise AssertionError("abort raises")
+
 
 class LeastMiss(Auth):
     def __init__(self, secret: bytes) -> None:

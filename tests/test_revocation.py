@@ -3,9 +3,14 @@ cached decisions are not served, and Revoke is for trusted callers only."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +19,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from proxies import http_api_address
 from support import StartSidecar, clean_env, secure_env, sign, unsigned, until
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
@@ -90,13 +96,18 @@ def test_a_cached_decision_is_not_served_once_revoked(
     sidecar_factory: StartSidecar, tmp_path: Path
 ) -> None:
     env = {"AUTH_MODE": "insecure", "SIDECAR_STATE_DIR": str(tmp_path), "SIDECAR_CACHE_SIZE": "100"}
-    stub = next(stubs(sidecar_factory(env).address))
+    sidecar = sidecar_factory(env)
+    stub = next(stubs(sidecar.address))
     t = token(uuid.uuid4().hex)
     for _ in range(3):  # the second and third are cache hits
         assert stub.Validate(auth_pb2.ValidateRequest(token=t)).valid
     claims = stub.Validate(auth_pb2.ValidateRequest(token=t)).claims
     revoke_token(stub, str(claims["jti"]))
     # The worker that revoked holds it at once: the very next call is refused.
+    assert stub.Validate(auth_pb2.ValidateRequest(token=t)).reason == auth_pb2.REASON_REVOKED
+    # A reload builds new deciders and a new cache over the same revocations.
+    sidecar.send(signal.SIGHUP)
+    sidecar.logged("reloaded (SIGHUP)")
     assert stub.Validate(auth_pb2.ValidateRequest(token=t)).reason == auth_pb2.REASON_REVOKED
 
 
@@ -173,3 +184,51 @@ def test_bad_store_settings_are_one_line_each(tmp_path: Path) -> None:
     ], done.stderr
     done = cli("revoke", "--jti", "x", env={"AUTH_MODE": "insecure"})
     assert (done.returncode, done.stderr.split(":")[0]) == (2, "revoke")
+
+
+def _http(address: str, path: str, body: bytes | None = None, **headers: str) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"http://{address}{path}", data=body, headers=headers, method="POST" if body else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_forward_auth_connect_and_metrics(sidecar_factory: StartSidecar, tmp_path: Path) -> None:
+    env = {
+        "AUTH_MODE": "insecure",
+        "SIDECAR_STATE_DIR": str(tmp_path),
+        "SIDECAR_HTTP_API_LISTEN": "127.0.0.1:0",
+        "SIDECAR_HTTP_LISTEN": "127.0.0.1:0",
+    }
+    sidecar = sidecar_factory(env)
+    api = http_api_address(sidecar.logged(" http_api="))
+    t = token("h-1")
+    assert _http(api, "/auth", Authorization="Bearer " + t)[0] == 200
+    body = json.dumps({"token": {"jti": "h-1", "expiresAt": "2099-01-01T00:00:00Z"}}).encode()
+    status, text = _http(
+        api, "/authsidecar.v1.AuthService/Revoke", body, **{"Content-Type": "application/json"}
+    )
+    # Kept until 2099 is refused (over a year ahead): INVALID_ARGUMENT, as over gRPC.
+    assert (status, json.loads(text)["code"]) == (400, "invalid_argument")
+    exp = datetime.datetime.fromtimestamp(time.time() + 600, datetime.UTC).isoformat()
+    body = json.dumps({"token": {"jti": "h-1", "expiresAt": exp.replace("+00:00", "Z")}}).encode()
+    status, text = _http(
+        api, "/authsidecar.v1.AuthService/Revoke", body, **{"Content-Type": "application/json"}
+    )
+    assert status == 200, text
+    assert "keptUntil" in json.loads(text)
+    status, text = _http(api, "/auth", Authorization="Bearer " + t)
+    assert (status, json.loads(text)["reason"]) == (401, "REASON_REVOKED")
+    side = sidecar.logged(" serving ").split(" http=")[1].split()[0]
+
+    def metrics() -> str:
+        return _http(side, "/metrics")[1]
+
+    until(lambda: "auth_sidecar_revocations_held 1.0" in metrics())
+    text = metrics()
+    assert "auth_sidecar_revocations_stale 0.0" in text
+    assert "auth_sidecar_revocations_sync_age_seconds" in text
