@@ -170,7 +170,10 @@ def test_redis_restarted_with_its_data_and_without(
     revoke_token(stub, "r-1")
     redis.kill()
     redis.start()  # the append-only file brings the revocation back
-    until(lambda: not _stale_health(sidecar.address), timeout=15)
+    # A replica that starts now knows only what Redis holds.
+    fresh = next(stubs(sidecar_factory(env(redis)).address))
+    until(lambda: not isinstance(answer(fresh, t), grpc.StatusCode), timeout=15)
+    assert answer(fresh, t).reason == auth_pb2.REASON_REVOKED
     assert answer(stub, t).reason == auth_pb2.REASON_REVOKED
     # Redis is the source of truth: restarted empty, its revocations are gone everywhere.
     redis.kill()

@@ -258,7 +258,11 @@ async def _serve(
     else:
         observe.ready(True)
     if replica is not None:
-        background.append(asyncio.create_task(watch(replica, health_servicer, observe)))
+        # Set before the ready file is written: a launcher may ask at once.
+        stale = replica.stale()
+        states = health_pb2.HealthCheckResponse
+        await health_servicer.set(REVOCATIONS, states.NOT_SERVING if stale else states.SERVING)
+        background.append(asyncio.create_task(watch(replica, health_servicer, observe, stale)))
     if load is not None:
 
         def apply(new: Config) -> None:
@@ -333,13 +337,14 @@ async def watch(
     replica: Replica,
     health_servicer: health.aio.HealthServicer,
     observe: Observability,
+    shown: bool | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Says how fresh the revocations are, every WATCH_SECONDS: health's REVOCATIONS service is
     NOT_SERVING while the copy is older than the staleness bound (with SIDECAR_REVOCATION_FAIL
-    =open, the sidecar still decides from it), and metrics show the count and the age."""
+    =open, the sidecar still decides from it), and metrics show the count and the age.
+    `shown`: the status already set (True: stale)."""
     states = health_pb2.HealthCheckResponse
-    shown = None
     while True:
         stale = replica.stale()
         if stale is not shown:
