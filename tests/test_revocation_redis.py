@@ -4,6 +4,7 @@ with its data and without."""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import threading
 import time
@@ -14,11 +15,15 @@ from typing import Any
 
 import grpc
 import pytest
+import redis.asyncio as aioredis
 from redis_server import RedisServer
 from support import StartSidecar, unsigned, until
 from test_revocation import CHANNELS, revoke_token, stubs, token
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
+from sidecar.core.revocation import Held, Kind, Revocation
+from sidecar.stores.base import Events
+from sidecar.stores.redis import TOKENS_KEY, RedisStore
 
 TRIALS = 20
 
@@ -191,3 +196,42 @@ def test_a_token_re_encoded_is_still_revoked(
     # The same claims, encoded differently (another header member): keyed by jti, not bytes.
     other = unsigned(claims, {"alg": "none", "typ": "JWT", "x": 1})
     assert answer(stub, other).reason == auth_pb2.REASON_REVOKED
+
+
+async def test_the_store_follows_messages_and_refuses_a_foreign_entry(
+    redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[int] = []
+    arrived: list[float] = []
+    events = Events(error=lambda: errors.append(1), applied=arrived.append)
+    follower = RedisStore(redis.url, "redis://test", events, ping_seconds=0.05)
+    writer = RedisStore(redis.url, "redis://test")
+    held, ready = Held(), asyncio.Event()
+    task = asyncio.create_task(follower.follow(held, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+        user = Revocation(Kind.USER, "i", "alice", time.time())
+        await writer.revoke(user)
+        while not held.revoked({"iss": "i", "iat": 1}, "alice"):
+            await asyncio.sleep(0.005)  # paces a bounded poll (wait_for above bounds the test)
+        assert len(arrived) == 1 and arrived[0] < 1.0
+        # An older time for the same user changes nothing (a later time wins, in Redis too).
+        await writer.revoke(Revocation(Kind.USER, "i", "alice", 10.0))
+        assert len(held) == 1
+    finally:
+        task.cancel()
+        await writer.close()
+    # Something else wrote into the set: no copy is loaded from it, and it is said once.
+    client = aioredis.Redis.from_url(redis.url)
+    await client.zadd(TOKENS_KEY, {"not json": time.time() + 60})
+    await client.aclose()
+    held, ready = Held(), asyncio.Event()
+    errors.clear()
+    task = asyncio.create_task(follower.follow(held, ready))
+    try:
+        while len(errors) < 3:
+            await asyncio.sleep(0.01)  # paces a bounded poll (pytest-timeout bounds the test)
+        assert not ready.is_set() and held.synced_at is None
+        assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
+    finally:
+        task.cancel()

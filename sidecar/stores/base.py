@@ -94,7 +94,7 @@ class Outage:
             self._events.error()
         if self._since is None:
             self._since = time.monotonic()
-            log.warning("revocation store %s unreachable: %s", self._shown, error)
+            log.warning("revocation store %s unavailable: %s", self._shown, error)
 
     def recovered(self) -> None:
         if self._since is not None:
