@@ -155,6 +155,7 @@ def test_a_replica_started_while_redis_is_down(
     first = sidecar_factory(env(redis))
     revoke_token(next(stubs(first.address)), "d-1")
     redis.kill()
+    first.terminate()  # restarted while Redis is down: its copy in memory is gone
     late = sidecar_factory(env(redis))
     stub = next(stubs(late.address))
     # NOT_SERVING, and no valid decision, until the first sync.
