@@ -5,6 +5,7 @@ with its data and without."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import threading
 import time
@@ -220,7 +221,7 @@ async def test_the_store_follows_messages_and_refuses_a_foreign_entry(
         await writer.revoke(Revocation(Kind.USER, "i", "alice", 10.0))
         assert len(held) == 1
     finally:
-        task.cancel()
+        await stopped(task)
         await writer.close()
     # Something else wrote into the set: no copy is loaded from it, and it is said once.
     client = aioredis.Redis.from_url(redis.url)
@@ -235,4 +236,15 @@ async def test_the_store_follows_messages_and_refuses_a_foreign_entry(
         assert not ready.is_set() and held.synced_at is None
         assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
     finally:
-        task.cancel()
+        await stopped(task)
+    # Every connection is closed once the tasks end (one left open would warn in a later test).
+    checker = aioredis.Redis.from_url(redis.url)
+    assert [c["name"] for c in await checker.client_list()] == [""]  # the checker alone
+    await checker.aclose()
+
+
+async def stopped(task: asyncio.Task[None]) -> None:
+    """Cancels a store's follow task and waits for it: it closes its connections as it ends."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
