@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from redis_server import BINARY, RedisServer
 from support import Sidecar, start_sidecar
-from test_revocation import CHANNELS, revoke_token, stubs, token
+from test_revocation import CHANNELS, revoke_token, stubs, token, until_serving
 from test_revocation_redis import Load, answer
 
 from authsidecar.v1 import auth_pb2
@@ -92,6 +92,8 @@ def main() -> None:
                 "SIDECAR_REVOCATION_STORE": redis.url,
             }
             with sidecars(env, 2) as (a, b):
+                until_serving(a.address)
+                until_serving(b.address)
                 report("redis, A to 2 workers of B", measure(a.address, b.address, trials))
         finally:
             redis.kill()

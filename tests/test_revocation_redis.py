@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis_server import RedisServer
 from support import StartSidecar, unsigned, until
-from test_revocation import CHANNELS, revoke_token, stubs, token
+from test_revocation import CHANNELS, revoke_token, stubs, token, until_serving
 
 from authsidecar.v1 import auth_pb2, auth_pb2_grpc
 from sidecar.core.revocation import Held, Kind, Revocation
@@ -83,6 +83,8 @@ def test_propagation_between_two_sidecars_of_two_workers(
 ) -> None:
     a = sidecar_factory(env(redis, SIDECAR_WORKERS="2"))
     b = sidecar_factory(env(redis, SIDECAR_WORKERS="2"))
+    until_serving(a.address)
+    until_serving(b.address)
     writer = next(stubs(a.address))
     readers = list(stubs(b.address, CHANNELS))
     seconds = []
@@ -117,6 +119,7 @@ def test_redis_killed_under_load(
     sidecar = sidecar_factory(
         env(redis, SIDECAR_REVOCATION_FAIL=posture, SIDECAR_REVOCATION_MAX_STALENESS_SECONDS="1")
     )
+    until_serving(sidecar.address, 1)
     stub = next(stubs(sidecar.address))
     revoked, good = token("k-1"), token("k-2")
     revoke_token(stub, "k-1")
@@ -154,6 +157,7 @@ def test_a_replica_started_while_redis_is_down(
     sidecar_factory: StartSidecar, redis: RedisServer
 ) -> None:
     first = sidecar_factory(env(redis))
+    until_serving(first.address, 1)
     revoke_token(next(stubs(first.address)), "d-1")
     redis.kill()
     first.terminate()  # restarted while Redis is down: its copy in memory is gone
@@ -172,6 +176,7 @@ def test_redis_restarted_with_its_data_and_without(
     sidecar_factory: StartSidecar, redis: RedisServer
 ) -> None:
     sidecar = sidecar_factory(env(redis))
+    until_serving(sidecar.address, 1)
     stub = next(stubs(sidecar.address))
     t = token("r-1")
     revoke_token(stub, "r-1")
@@ -192,7 +197,9 @@ def test_redis_restarted_with_its_data_and_without(
 def test_a_token_re_encoded_is_still_revoked(
     sidecar_factory: StartSidecar, redis: RedisServer
 ) -> None:
-    stub = next(stubs(sidecar_factory(env(redis)).address))
+    address = sidecar_factory(env(redis)).address
+    until_serving(address, 1)
+    stub = next(stubs(address))
     claims = {"user_id": "alice", "jti": "e-1", "exp": int(time.time()) + 600}
     revoke_token(stub, "e-1")
     # The same claims, encoded differently (another header member): keyed by jti, not bytes.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from sidecar.observe.traffic import Traffic
 from sidecar.protocols.http_server import HttpServer, Limits, Route
 from sidecar.runtime import binding, eventloop, limits
 from sidecar.runtime.reload import KeyFetchers, Reloader
+from sidecar.stores.base import EMBEDDED
 from sidecar.stores.replica import Replica
 
 log = logging.getLogger("auth-sidecar")
@@ -44,6 +46,8 @@ QUIET_SECONDS = 0.1
 # Health's service for the revocations' freshness; how often it and the metrics are updated.
 REVOCATIONS = "authsidecar.v1.Revocations"
 WATCH_SECONDS = 1.0
+# How long start-up waits for the embedded store's first copy before serving without it.
+LOCAL_SYNC_SECONDS = 5.0
 # The part of the grace period kept for the stop itself, in which taken calls finish (at most
 # half of the grace period).
 STOP_SECONDS = 1.0
@@ -238,8 +242,14 @@ async def _serve(
     refreshers = fetchers.refreshers
     if replica is not None:
         replica.start()
+        if replica.settings.url == EMBEDDED:
+            # A local file: its first copy is in within milliseconds, so the server starts with
+            # it, and the ready file means ready. A store that fails is waited for below.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(replica.ready.wait(), LOCAL_SYNC_SECONDS)
+    synced = replica is None or replica.ready.is_set()
     server, address, health_servicer = await start(
-        config, auth, check, traffic, worker, serving=not refreshers and replica is None
+        config, auth, check, traffic, worker, serving=not refreshers and synced
     )
     http_server, forward, http_address = None, None, None
     if config.http_api_listen:
@@ -250,7 +260,7 @@ async def _serve(
             await server.stop(0)
             raise
     background: list[asyncio.Task[Any]] = []
-    readiness = [r.ready for r in refreshers] + ([replica.ready] if replica else [])
+    readiness = [r.ready for r in refreshers] + ([] if synced or not replica else [replica.ready])
     if readiness:
         background.append(
             asyncio.create_task(_serving_when_ready(readiness, health_servicer, observe))
