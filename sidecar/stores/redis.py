@@ -111,8 +111,7 @@ class RedisStore:
             except (RedisError, OSError, ValueError) as error:
                 self._outage.failed(error)
             finally:
-                await pubsub.aclose()
-                await reader.aclose()
+                await _closed(pubsub, reader)
             await backoff.wait()
 
     async def _follow(
@@ -156,6 +155,24 @@ class RedisStore:
     async def close(self) -> None:
         if self._writer is not None:
             await self._writer.aclose()
+
+
+async def _closed(pubsub: Any, reader: aioredis.Redis) -> None:
+    """Closes both connections even when the task is cancelled meanwhile (a stop): a cancel
+    that cut the closing short would leave a socket for the garbage collector."""
+
+    async def close() -> None:
+        try:
+            await pubsub.aclose()
+        finally:
+            await reader.aclose()
+
+    closing = asyncio.ensure_future(close())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await closing
+        raise
 
 
 def _entries(tokens: list[tuple[bytes, float]], before: dict[bytes, bytes]) -> list[Revocation]:
