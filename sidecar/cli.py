@@ -111,18 +111,19 @@ def _revoke(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if args.jti is not None and args.expires_at is None:
+        print("revoke: --jti needs --expires-at (the token's exp)", file=sys.stderr)
+        return EXIT_CONFIG
     revoker = config.build_revoker(cfg)
     try:
         if args.jti is not None:
-            if args.expires_at is None:
-                raise CallError("revoke: --jti needs --expires-at (the token's exp)")
             revocation = revoker.token(args.iss, args.jti, args.expires_at)
         elif args.user is not None:
             revocation = revoker.user(args.iss, args.user, args.not_before)
         else:
             revocation = revoker.issuer(args.iss, args.not_before)
     except CallError as error:
-        print(f"revoke: {str(error).removeprefix('revoke: ')}", file=sys.stderr)
+        print(f"revoke: {error}", file=sys.stderr)
         return EXIT_CONFIG
     store = open_store(cfg.revocation)
 

@@ -18,7 +18,6 @@ and refuses to decide from a copy older than the staleness bound when the postur
 from __future__ import annotations
 
 import enum
-import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,17 +51,10 @@ class Revocation:
     subject: str
     at: float
 
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.kind.value, self.iss, self.subject)
-
-    def to_json(self) -> str:
-        return json.dumps([self.kind.value, self.iss, self.subject, self.at])
-
     @classmethod
-    def from_json(cls, text: str | bytes) -> Revocation:
-        """Raises ValueError on anything but what `to_json` writes."""
-        kind, iss, subject, at = json.loads(text)
+    def checked(cls, kind: Any, iss: Any, subject: Any, at: Any) -> Revocation:
+        """A revocation from values a store read back. Raises ValueError on anything that the
+        sidecar does not write: an unknown kind, a non-string, a time that is not finite."""
         if not (isinstance(iss, str) and isinstance(subject, str)):
             raise ValueError("iss and subject must be strings")
         if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
@@ -147,7 +139,7 @@ class Held:
         return False
 
     def entries(self) -> list[Revocation]:
-        """Every revocation held (for a store's full write and for tests)."""
+        """Every revocation held, for inspection."""
         return [
             *(Revocation(Kind.TOKEN, i, s, t) for (i, s), t in self._tokens.items()),
             *(Revocation(Kind.USER, i, s, t) for (i, s), t in self._users.items()),
@@ -162,6 +154,10 @@ class Posture:
 
     max_staleness: float
     fail_open: bool = False
+
+    def stale(self, synced_at: float, now: float) -> bool:
+        """Whether a copy confirmed at `synced_at` is too old at `now` (monotonic seconds)."""
+        return now - synced_at > self.max_staleness
 
 
 class RevokingDecider:
@@ -187,9 +183,8 @@ class RevokingDecider:
         synced = held.synced_at
         if synced is None:
             raise RevocationsUnavailable("the revocations are not loaded yet")
-        if not self._posture.fail_open and (
-            self._monotonic() - synced > self._posture.max_staleness
-        ):
+        posture = self._posture
+        if not posture.fail_open and posture.stale(synced, self._monotonic()):
             raise RevocationsUnavailable(
                 "the revocation store has not been reached for longer than "
                 "SIDECAR_REVOCATION_MAX_STALENESS_SECONDS"

@@ -148,7 +148,7 @@ class RedisStore:
 
     def _apply(self, held: Held, data: bytes) -> None:
         kind, iss, subject, at, sent = json.loads(data)
-        held.add(Revocation.from_json(json.dumps([kind, iss, subject, at])))
+        held.add(Revocation.checked(kind, iss, subject, at))
         if self._events.applied:
             self._events.applied(max(self._clock() - float(sent), 0.0))
 
@@ -180,8 +180,8 @@ def _entries(tokens: list[tuple[bytes, float]], before: dict[bytes, bytes]) -> l
     entries = []
     for member, until in tokens:
         iss, jti = json.loads(member)
-        entries.append(Revocation.from_json(json.dumps([Kind.TOKEN.value, iss, jti, until])))
+        entries.append(Revocation.checked(Kind.TOKEN.value, iss, jti, until))
     for field, at in before.items():
         kind, iss, subject = json.loads(field)
-        entries.append(Revocation.from_json(json.dumps([kind, iss, subject, float(at)])))
+        entries.append(Revocation.checked(kind, iss, subject, float(at)))
     return entries

@@ -36,8 +36,8 @@ class Replica:
         return None if synced is None else time.monotonic() - synced
 
     def stale(self) -> bool:
-        age = self.age()
-        return age is None or age > self.settings.posture.max_staleness
+        synced = self.held.synced_at
+        return synced is None or self.settings.posture.stale(synced, time.monotonic())
 
     async def stop(self) -> None:
         if self._task is not None:
